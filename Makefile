@@ -1,0 +1,63 @@
+# The README's commands. Each does its own set-up, so both work on a fresh machine.
+VENV := .venv
+PY := $(VENV)/bin/python
+JOBS ?= 2
+BUILD_DIR := build/dev
+CMAKE := $(VENV)/bin/cmake
+
+.PHONY: deps install build-cpp test test-cpp test-python demo bench lint format test-asan test-tsan clean
+
+deps:
+	scripts/install-deps.sh
+
+# Installs the package (extension + console script) into .venv, building in build/<wheel tag>
+# so that a second install only recompiles what changed.
+install: deps
+	$(PY) -m pip install -q --disable-pip-version-check --no-build-isolation .
+
+# The C++ core and its GoogleTest suites, warnings as errors.
+build-cpp: deps
+	$(CMAKE) -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_MAKE_PROGRAM=$(abspath $(VENV)/bin/ninja) \
+	  -DCINEJOBS_BUILD_TESTS=ON -DCINEJOBS_BUILD_PYTHON=OFF -DCINEJOBS_WERROR=ON >/dev/null
+	$(CMAKE) --build $(BUILD_DIR) -j $(JOBS)
+
+test-cpp: build-cpp
+	$(VENV)/bin/ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
+
+test-python: install
+	$(PY) -m pytest
+
+test: test-cpp test-python
+
+demo: install
+	$(VENV)/bin/cinejobs demo
+
+bench: install
+	$(PY) bench/bench_sqlite.py
+
+lint: deps
+	clang-format --dry-run --Werror $$(git ls-files 'cpp/*.cpp' 'cpp/*.hpp' 'tests/cpp/*.cpp')
+	$(VENV)/bin/ruff check python tests bench examples
+	$(VENV)/bin/ruff format --check python tests bench examples
+	$(VENV)/bin/mypy
+
+format: deps
+	clang-format -i $$(git ls-files 'cpp/*.cpp' 'cpp/*.hpp' 'tests/cpp/*.cpp')
+	$(VENV)/bin/ruff format python tests bench examples
+
+test-asan: deps
+	$(CMAKE) -S . -B build/asan -G Ninja -DCMAKE_MAKE_PROGRAM=$(abspath $(VENV)/bin/ninja) \
+	  -DCINEJOBS_BUILD_TESTS=ON -DCINEJOBS_BUILD_PYTHON=OFF -DCMAKE_BUILD_TYPE=Debug \
+	  -DCINEJOBS_SANITIZE=address,undefined >/dev/null
+	$(CMAKE) --build build/asan -j $(JOBS)
+	$(VENV)/bin/ctest --test-dir build/asan --output-on-failure
+
+test-tsan: deps
+	$(CMAKE) -S . -B build/tsan -G Ninja -DCMAKE_MAKE_PROGRAM=$(abspath $(VENV)/bin/ninja) \
+	  -DCINEJOBS_BUILD_TESTS=ON -DCINEJOBS_BUILD_PYTHON=OFF -DCMAKE_BUILD_TYPE=Debug \
+	  -DCINEJOBS_SANITIZE=thread >/dev/null
+	$(CMAKE) --build build/tsan -j $(JOBS)
+	$(VENV)/bin/ctest --test-dir build/tsan --output-on-failure
+
+clean:
+	rm -rf build

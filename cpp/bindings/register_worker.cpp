@@ -1,0 +1,187 @@
+#include <pybind11/stl.h>
+
+#include "bindings.hpp"
+#include "cinejobs/errors.hpp"
+#include "cinejobs/job_context.hpp"
+#include "cinejobs/worker.hpp"
+
+namespace cinejobs::bindings {
+
+namespace {
+
+// PyRunner keeps a Python callable alive for a C++ handler. C++ may drop it on any thread, so
+// its reference is released with the GIL held.
+struct PyRunner {
+  py::object fn;
+  explicit PyRunner(py::object f) : fn(std::move(f)) {}
+  PyRunner(const PyRunner&) = delete;
+  PyRunner& operator=(const PyRunner&) = delete;
+  ~PyRunner() {
+    if (!Py_IsInitialized()) {
+      (void)fn.release();  // the interpreter is gone; nothing left to free
+      return;
+    }
+    py::gil_scoped_acquire gil;
+    fn = py::object();
+  }
+};
+
+// Calls the Python runner on a handler thread, holding the GIL only for the call and the
+// conversion of its result. The runner returns the result as JSON text, or a tuple
+// (type, message, traceback) for a failure it caught.
+Handler python_handler(py::object runner) {
+  auto holder = std::make_shared<PyRunner>(std::move(runner));
+  return [holder](JobContext& ctx) -> std::string {
+    py::gil_scoped_acquire gil;
+    try {
+      py::object out = holder->fn(ctx.shared_from_this());
+      if (py::isinstance<py::str>(out)) return out.cast<std::string>();
+      auto failure = out.cast<py::tuple>();
+      throw HandlerError(py::str(failure[0]), py::str(failure[1]), py::str(failure[2]));
+    } catch (py::error_already_set& e) {
+      // The runner itself failed (it should catch the handler's errors): record what it raised.
+      std::string type = py::str(e.type().attr("__name__"));
+      std::string message = py::str(e.value());
+      e.restore();
+      PyErr_Clear();
+      throw HandlerError(std::move(type), std::move(message));
+    } catch (const py::cast_error& e) {
+      throw HandlerError("TypeError", std::string("the task runner returned neither a JSON "
+                                                  "string nor an error tuple: ") +
+                                          e.what());
+    }
+  };
+}
+
+std::string_view reason_name(StopReason reason) {
+  switch (reason) {
+    case StopReason::kNone:
+      return "none";
+    case StopReason::kCancelled:
+      return "cancelled";
+    case StopReason::kTimeout:
+      return "timeout";
+    case StopReason::kShutdown:
+      return "shutdown";
+    case StopReason::kLeaseLost:
+      return "lease_lost";
+  }
+  return "none";
+}
+
+// PyWorker owns a Worker. Destroying a Worker joins threads that may need the GIL to finish a
+// Python handler, so the GIL is released first.
+struct PyWorker {
+  std::unique_ptr<Worker> worker;
+  ~PyWorker() {
+    py::gil_scoped_release release;
+    worker.reset();
+  }
+};
+
+std::unique_ptr<PyWorker> make_worker(std::shared_ptr<Broker> broker,
+                                      std::vector<std::string> queues, int concurrency,
+                                      std::optional<std::map<std::string, int>> queue_concurrency,
+                                      std::size_t max_batch, double lease, double heartbeat,
+                                      double poll_interval, double grace,
+                                      double maintenance_interval, std::string worker_id) {
+  WorkerOptions options;
+  options.queues = std::move(queues);
+  options.concurrency = concurrency;
+  if (queue_concurrency) options.queue_concurrency = std::move(*queue_concurrency);
+  options.max_batch = max_batch;
+  options.lease = to_ms(lease);
+  options.heartbeat = to_ms(heartbeat);
+  options.poll_interval = to_ms(poll_interval);
+  options.grace = to_ms(grace);
+  options.maintenance_interval = to_ms(maintenance_interval);
+  options.worker_id = std::move(worker_id);
+  auto w = std::make_unique<PyWorker>();
+  w->worker = std::make_unique<Worker>(std::move(broker), std::move(options));
+  return w;
+}
+
+}  // namespace
+
+void register_worker(py::module_& m) {
+  py::class_<JobContext, std::shared_ptr<JobContext>>(m, "JobContext")
+      .def_property_readonly("id", [](const JobContext& c) { return c.job().id; })
+      .def_property_readonly("task", [](const JobContext& c) { return c.job().task; })
+      .def_property_readonly("queue", [](const JobContext& c) { return c.job().queue; })
+      .def_property_readonly("attempt", [](const JobContext& c) { return c.job().attempt; })
+      .def_property_readonly("max_attempts",
+                             [](const JobContext& c) { return c.job().max_attempts; })
+      .def_property_readonly("args", [](const JobContext& c) { return c.job().args; })
+      .def_property_readonly("kwargs", [](const JobContext& c) { return c.job().kwargs; })
+      .def_property_readonly("cancel_requested", &JobContext::cancel_requested)
+      .def_property_readonly(
+          "stop_reason",
+          [](const JobContext& c) { return std::string(reason_name(c.stop_reason())); })
+      .def(
+          "progress",
+          [](JobContext& c, double fraction, std::string step, std::string message) {
+            py::gil_scoped_release release;  // a broker write
+            c.progress(fraction, std::move(step), std::move(message));
+          },
+          py::arg("fraction"), py::arg("step") = "", py::arg("message") = "");
+
+  py::class_<PyWorker>(m, "Worker")
+      .def(py::init(&make_worker), py::arg("broker"), py::kw_only(),
+           py::arg("queues") = std::vector<std::string>{"default"}, py::arg("concurrency") = 8,
+           py::arg("queue_concurrency") = py::none(), py::arg("max_batch") = 256,
+           py::arg("lease") = 30.0, py::arg("heartbeat") = 0.0, py::arg("poll_interval") = 0.05,
+           py::arg("grace") = 30.0, py::arg("maintenance_interval") = 0.0,
+           py::arg("worker_id") = "")
+      .def(
+          "register",
+          [](PyWorker& w, std::string task, py::object runner, double retry_backoff,
+             double retry_backoff_max) {
+            if (!PyCallable_Check(runner.ptr())) {
+              throw ConfigError("the runner of task '" + task + "' is not callable");
+            }
+            HandlerOptions options{to_ms(retry_backoff), to_ms(retry_backoff_max)};
+            w.worker->register_handler(std::move(task), python_handler(std::move(runner)), options);
+          },
+          py::arg("task"), py::arg("runner"), py::kw_only(), py::arg("retry_backoff") = 1.0,
+          py::arg("retry_backoff_max") = 600.0)
+      .def("register_builtins", [](PyWorker& w) { register_builtin_handlers(*w.worker); })
+      .def("has_handler",
+           [](const PyWorker& w, const std::string& task) { return w.worker->has_handler(task); })
+      .def("start",
+           [](PyWorker& w) {
+             py::gil_scoped_release release;
+             w.worker->start();
+           })
+      .def(
+          "stop",
+          [](PyWorker& w, double grace) {
+            StopReport report;
+            {
+              // Handler threads need the GIL to finish Python jobs while stop waits for them.
+              py::gil_scoped_release release;
+              report = w.worker->stop(grace < 0 ? std::chrono::milliseconds(-1) : to_ms(grace));
+            }
+            py::dict d;
+            d["finished"] = report.finished;
+            d["returned"] = report.returned;
+            d["clean"] = report.clean;
+            return d;
+          },
+          py::arg("grace") = -1.0)
+      .def_property_readonly("running", [](const PyWorker& w) { return w.worker->running(); })
+      .def("stats", [](const PyWorker& w) {
+        WorkerStats s = w.worker->stats();
+        py::dict d;
+        d["reserved"] = s.reserved;
+        d["succeeded"] = s.succeeded;
+        d["failed"] = s.failed;
+        d["retried"] = s.retried;
+        d["cancelled"] = s.cancelled;
+        d["released"] = s.released;
+        d["lost"] = s.lost;
+        d["running"] = s.running;
+        return d;
+      });
+}
+
+}  // namespace cinejobs::bindings

@@ -1,0 +1,18 @@
+# Turns each file in INPUTS into a `constexpr std::string_view` named after the file
+# (schema.sql -> kSchemaSql) in one generated header, so SQL and Lua stay real files.
+set(content "// Generated from ${INPUTS}; edit those files, not this one.\n#pragma once\n#include <string_view>\n\nnamespace cinejobs::detail::embedded {\n")
+foreach(input IN LISTS INPUTS)
+  get_filename_component(name "${input}" NAME)
+  string(REGEX REPLACE "[^A-Za-z0-9]+" ";" parts "${name}")
+  set(symbol "k")
+  foreach(part IN LISTS parts)
+    string(SUBSTRING "${part}" 0 1 first)
+    string(TOUPPER "${first}" first)
+    string(SUBSTRING "${part}" 1 -1 rest)
+    string(APPEND symbol "${first}${rest}")
+  endforeach()
+  file(READ "${input}" text)
+  string(APPEND content "inline constexpr std::string_view ${symbol} = R\"cinejobs_embed(${text})cinejobs_embed\";\n")
+endforeach()
+string(APPEND content "}  // namespace cinejobs::detail::embedded\n")
+file(WRITE "${OUTPUT}" "${content}")

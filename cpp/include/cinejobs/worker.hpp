@@ -1,0 +1,107 @@
+// Worker: reserves jobs in batches, never more than it has free slots, runs their handlers on a
+// thread pool, acks and fails in batches, retries with exponential backoff and jitter, renews
+// leases from a C++ heartbeat thread (no GIL needed, so a handler busy in Python cannot lose
+// its lease), enforces soft timeouts and cancellation through the job's token, recovers expired
+// leases of dead workers, and stops gracefully: stop reserving, let in-flight jobs finish within
+// the grace period, then return what still runs to the queue.
+//
+// Threads: one dispatcher (reserve), one acker (ack/fail), one heartbeat (extend, timeouts,
+// recovery, pruning) and `concurrency` handler threads. No thread lets an exception escape: a
+// handler's exception becomes its job's error.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cinejobs/broker.hpp"
+#include "cinejobs/job_context.hpp"
+
+namespace cinejobs {
+
+// Handler runs one job and returns its result as JSON text. A failure is thrown: HandlerError
+// carries a type name, message and traceback; any other std::exception is recorded with its
+// what() and the type "Error".
+using Handler = std::function<std::string(JobContext&)>;
+
+struct HandlerOptions {
+  // Retry delay after attempt n is retry_backoff * 2^(n-1), capped at retry_backoff_max, with
+  // +-50% jitter so a failing upstream is not hit by every retry at once.
+  std::chrono::milliseconds retry_backoff = std::chrono::seconds(1);
+  std::chrono::milliseconds retry_backoff_max = std::chrono::minutes(10);
+};
+
+struct WorkerOptions {
+  std::vector<std::string> queues = {"default"};
+  // Handler threads; also the most jobs this worker holds at once.
+  int concurrency = 8;
+  // Optional cap per queue (each within `concurrency`); queues not named share the rest.
+  std::map<std::string, int> queue_concurrency;
+  // Most jobs reserved in one call (each call is also bounded by free slots).
+  std::size_t max_batch = 256;
+  std::chrono::milliseconds lease = std::chrono::seconds(30);
+  // Lease renewal period; zero means lease / 3.
+  std::chrono::milliseconds heartbeat = std::chrono::milliseconds::zero();
+  // Longest idle wait before reserving again when the store cannot signal new jobs.
+  std::chrono::milliseconds poll_interval = std::chrono::milliseconds(50);
+  // How long stop() lets in-flight jobs finish before returning them to the queue.
+  std::chrono::milliseconds grace = std::chrono::seconds(30);
+  // How often expired leases are recovered and finished jobs pruned; zero means lease / 2.
+  std::chrono::milliseconds maintenance_interval = std::chrono::milliseconds::zero();
+  std::string worker_id;  // empty: host:pid:random
+};
+
+struct WorkerStats {
+  std::uint64_t reserved = 0;
+  std::uint64_t succeeded = 0;
+  std::uint64_t failed = 0;   // final failures
+  std::uint64_t retried = 0;  // failed attempts scheduled again
+  std::uint64_t cancelled = 0;
+  std::uint64_t released = 0;  // returned to the queue by a stop past its grace
+  std::uint64_t lost = 0;      // results dropped because the lease was lost
+  std::uint64_t running = 0;   // jobs held right now
+};
+
+struct StopReport {
+  std::uint64_t finished = 0;  // in-flight jobs that ended within the grace period
+  std::uint64_t returned = 0;  // jobs returned to the queue after it
+  bool clean = true;           // false: some handler threads were still busy when stop returned
+};
+
+class Worker {
+ public:
+  Worker(std::shared_ptr<Broker> broker, WorkerOptions options);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // register_handler adds or replaces the handler for `task`. Must be called before start().
+  void register_handler(std::string task, Handler handler, HandlerOptions options = {});
+  bool has_handler(const std::string& task) const;
+
+  // start launches the threads; calling it again is a no-op.
+  void start();
+  // stop stops reserving, waits up to `grace` (WorkerOptions::grace when negative) for in-flight
+  // jobs, returns the rest to their queue and joins every thread that finished. Safe to call
+  // twice or before start. Handler threads still busy when it returns are joined by the
+  // destructor.
+  StopReport stop(std::chrono::milliseconds grace = std::chrono::milliseconds(-1));
+  bool running() const noexcept;
+
+  WorkerStats stats() const;
+  const WorkerOptions& options() const noexcept;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
+// register_builtin_handlers adds the native handlers every worker knows: "cinejobs.noop"
+// (returns null) and "cinejobs.sleep" (kwargs {"seconds": s}, reports progress, honours cancel).
+void register_builtin_handlers(Worker& worker);
+
+}  // namespace cinejobs

@@ -1,0 +1,41 @@
+-- cinejobs SQLite schema, version 1 (PRAGMA user_version). One table holds every job; a job's
+-- state only changes inside an IMMEDIATE transaction of the broker.
+-- state: 0 scheduled, 1 queued, 2 running, 3 succeeded, 4 failed, 5 cancelled (JobState order).
+-- Invariants kept by the indexes:
+--   * at most one live job (scheduled, queued, running) per unique_key (jobs_unique_live);
+--   * reserve reads due jobs of a queue in priority, run_at, insertion order (jobs_ready).
+CREATE TABLE IF NOT EXISTS jobs (
+  seq INTEGER PRIMARY KEY,           -- insertion order, the FIFO tie-break
+  id TEXT NOT NULL UNIQUE,
+  task TEXT NOT NULL,
+  queue TEXT NOT NULL,
+  args TEXT NOT NULL,
+  kwargs TEXT NOT NULL,
+  priority INTEGER NOT NULL,
+  run_at INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  max_attempts INTEGER NOT NULL,
+  unique_key TEXT,
+  timeout_ms INTEGER NOT NULL,
+  state INTEGER NOT NULL,
+  progress_fraction REAL,            -- NULL: no progress reported
+  progress_step TEXT,
+  progress_message TEXT,
+  result TEXT,                       -- JSON text; NULL until succeeded
+  error_type TEXT,                   -- NULL: no failure recorded
+  error_message TEXT,
+  error_traceback TEXT,
+  created_at INTEGER NOT NULL,
+  started_at INTEGER NOT NULL,
+  finished_at INTEGER NOT NULL,
+  cancel_requested INTEGER NOT NULL DEFAULT 0,
+  lease_token INTEGER NOT NULL DEFAULT 0,
+  lease_until INTEGER,               -- epoch ms; set while running
+  worker TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (queue, priority DESC, run_at) WHERE state IN (0, 1);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_unique_live ON jobs (unique_key)
+  WHERE unique_key IS NOT NULL AND state IN (0, 1, 2);
+CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (lease_until) WHERE state = 2;
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE state IN (3, 4, 5);
+PRAGMA user_version = 1;

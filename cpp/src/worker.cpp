@@ -1,0 +1,559 @@
+#include "cinejobs/worker.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+#include "cinejobs/errors.hpp"
+
+namespace cinejobs {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+void log_warning(const std::string& message) {
+  std::fprintf(stderr, "cinejobs worker: %s\n", message.c_str());
+}
+
+std::string default_worker_id() {
+  char host[256] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  std::random_device device;
+  char suffix[8];
+  std::snprintf(suffix, sizeof(suffix), "%04x", device() & 0xFFFF);
+  return std::string(host) + ":" + std::to_string(::getpid()) + ":" + suffix;
+}
+
+milliseconds retry_delay(const HandlerOptions& options, int attempt) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  double delay = static_cast<double>(options.retry_backoff.count());
+  for (int i = 1; i < attempt && delay < static_cast<double>(options.retry_backoff_max.count());
+       ++i) {
+    delay *= 2;
+  }
+  delay = std::min(delay, static_cast<double>(options.retry_backoff_max.count()));
+  std::uniform_real_distribution<double> jitter(0.5, 1.5);
+  return milliseconds(static_cast<std::int64_t>(delay * jitter(rng)));
+}
+
+// Sleeps for `duration` unless `stop` is requested first.
+void sleep_for(std::stop_token stop, milliseconds duration) {
+  std::mutex m;
+  std::condition_variable_any cv;
+  std::unique_lock lock(m);
+  cv.wait_for(lock, stop, duration, [] { return false; });
+}
+
+}  // namespace
+
+struct Worker::State {
+  struct Registered {
+    Handler handler;
+    HandlerOptions options;
+  };
+  // A job held by this worker, from reserve until its outcome is stored.
+  struct Held {
+    std::shared_ptr<JobContext> ctx;
+    Clock::time_point deadline = Clock::time_point::max();  // soft timeout
+    bool started = false;
+  };
+
+  State(std::shared_ptr<Broker> b, WorkerOptions o) : broker(std::move(b)), options(std::move(o)) {
+    if (!broker) throw ConfigError("a worker needs a broker");
+    if (options.queues.empty()) throw ConfigError("a worker needs at least one queue");
+    if (options.concurrency < 1) {
+      throw ConfigError("worker concurrency must be at least 1, got " +
+                        std::to_string(options.concurrency));
+    }
+    for (const auto& [queue, limit] : options.queue_concurrency) {
+      if (limit < 1) throw ConfigError("concurrency of queue '" + queue + "' must be at least 1");
+      if (std::find(options.queues.begin(), options.queues.end(), queue) == options.queues.end()) {
+        throw ConfigError("queue_concurrency names queue '" + queue +
+                          "' which the worker does not consume");
+      }
+    }
+    if (options.lease < milliseconds(10)) throw ConfigError("worker lease must be at least 10 ms");
+    if (options.max_batch == 0) options.max_batch = 1;
+    if (options.heartbeat <= milliseconds::zero()) {
+      options.heartbeat = std::min<milliseconds>(options.lease / 3, std::chrono::seconds(1));
+    }
+    if (options.maintenance_interval <= milliseconds::zero()) {
+      options.maintenance_interval = options.lease / 2;
+    }
+    if (options.worker_id.empty()) options.worker_id = default_worker_id();
+  }
+
+  std::shared_ptr<Broker> broker;
+  WorkerOptions options;
+  std::unordered_map<std::string, Registered> handlers;
+
+  std::mutex lifecycle_mutex;
+  bool started = false;
+  bool stopped = false;
+
+  // Everything below `mutex` guards: the held jobs, the run queue and the outcome buffers.
+  std::mutex mutex;
+  std::condition_variable_any slots_cv;      // a slot was freed (dispatcher waits)
+  std::condition_variable_any work_cv;       // a job is ready to run (handler threads wait)
+  std::condition_variable_any outcomes_cv;   // outcomes to store (acker waits)
+  std::condition_variable_any heartbeat_cv;  // a job with a timeout started
+  std::condition_variable_any idle_cv;       // a held job was settled (stop waits)
+  std::unordered_map<std::string, Held> held;
+  std::map<std::string, int> held_by_queue;
+  std::deque<std::shared_ptr<JobContext>> ready;
+  std::vector<Ack> acks;
+  std::vector<Fail> fails;
+  std::vector<std::string> settling;    // ids whose outcome is buffered, in acks/fails order
+  std::uint64_t deadlines_changed = 0;  // bumped when a job with a timeout starts
+  bool no_more_work = false;
+  bool outcomes_closed = false;
+
+  std::atomic<std::uint64_t> n_reserved{0}, n_succeeded{0}, n_failed{0}, n_retried{0},
+      n_cancelled{0}, n_released{0}, n_lost{0};
+
+  std::jthread dispatcher, acker, heartbeat;
+  std::vector<std::jthread> pool;
+
+  // ---- dispatcher: reserve no more than free slots ----
+
+  std::size_t free_slots_locked() const {
+    return static_cast<std::size_t>(options.concurrency) - held.size();
+  }
+
+  std::vector<Job> reserve_up_to(std::size_t free) {
+    std::vector<Job> jobs;
+    auto take = [&](std::vector<std::string> queues, std::size_t n) {
+      if (n == 0 || queues.empty()) return;
+      ReserveParams params{std::move(queues), std::min(n, options.max_batch), options.lease,
+                           options.worker_id};
+      for (Job& job : broker->reserve(params)) jobs.push_back(std::move(job));
+    };
+    if (options.queue_concurrency.empty()) {
+      take(options.queues, free);
+      return jobs;
+    }
+    std::vector<std::string> shared;
+    for (const auto& queue : options.queues) {
+      auto limit = options.queue_concurrency.find(queue);
+      if (limit == options.queue_concurrency.end()) {
+        shared.push_back(queue);
+        continue;
+      }
+      std::size_t queue_free = 0;
+      {
+        std::lock_guard lock(mutex);
+        const int in_use = held_by_queue[queue];
+        queue_free = limit->second > in_use ? static_cast<std::size_t>(limit->second - in_use) : 0;
+      }
+      take({queue}, std::min(free - jobs.size(), queue_free));
+    }
+    take(std::move(shared), free - jobs.size());
+    return jobs;
+  }
+
+  void dispatch_loop(std::stop_token stop) {
+    milliseconds backoff(0);
+    while (!stop.stop_requested()) {
+      std::size_t free = 0;
+      {
+        std::unique_lock lock(mutex);
+        slots_cv.wait(lock, stop, [&] { return free_slots_locked() > 0; });
+        if (stop.stop_requested()) return;
+        free = free_slots_locked();
+      }
+      std::vector<Job> jobs;
+      try {
+        jobs = reserve_up_to(free);
+        backoff = milliseconds(0);
+      } catch (const std::exception& e) {
+        backoff = std::clamp(backoff * 2, milliseconds(100), milliseconds(5000));
+        log_warning(std::string("reserve failed, retrying in ") + std::to_string(backoff.count()) +
+                    " ms: " + e.what());
+        sleep_for(stop, backoff);
+        continue;
+      }
+      if (jobs.empty()) {
+        broker->wait_for_jobs(options.queues, options.poll_interval, stop);
+        continue;
+      }
+      n_reserved += jobs.size();
+      {
+        std::lock_guard lock(mutex);
+        for (Job& job : jobs) {
+          auto ctx = std::make_shared<JobContext>(std::move(job), broker);
+          held_by_queue[ctx->job().queue] += 1;
+          held.emplace(ctx->id(), Held{ctx});
+          ready.push_back(std::move(ctx));
+        }
+      }
+      work_cv.notify_all();
+    }
+  }
+
+  // ---- handler threads ----
+
+  void handler_loop() {
+    for (;;) {
+      std::shared_ptr<JobContext> ctx;
+      {
+        std::unique_lock lock(mutex);
+        work_cv.wait(lock, [&] { return !ready.empty() || no_more_work; });
+        if (ready.empty()) return;
+        ctx = std::move(ready.front());
+        ready.pop_front();
+        auto it = held.find(ctx->id());
+        if (it != held.end()) {
+          it->second.started = true;
+          if (ctx->job().timeout_ms > 0) {
+            it->second.deadline = Clock::now() + milliseconds(ctx->job().timeout_ms);
+          }
+        }
+      }
+      if (ctx->job().timeout_ms > 0) {
+        {
+          std::lock_guard lock(mutex);
+          ++deadlines_changed;
+        }
+        heartbeat_cv.notify_all();
+      }
+      run(*ctx);
+    }
+  }
+
+  void run(JobContext& ctx) {
+    const Job& job = ctx.job();
+    auto handler = handlers.find(job.task);
+    if (handler == handlers.end()) {
+      settle_failure(ctx,
+                     JobFailure{"UnknownTask",
+                                "no handler is registered for task '" + job.task +
+                                    "' on this worker (is the task's module imported?)",
+                                ""},
+                     nullptr);
+      return;
+    }
+    std::optional<JobFailure> failure;
+    std::string result;
+    try {
+      result = handler->second.handler(ctx);
+    } catch (const HandlerError& e) {
+      failure = JobFailure{e.type(), e.message(), e.traceback()};
+    } catch (const JobTimeout& e) {
+      failure = JobFailure{"JobTimeout", e.what(), ""};
+    } catch (const JobCancelled& e) {
+      failure = JobFailure{"JobCancelled", e.what(), ""};
+    } catch (const std::exception& e) {
+      failure = JobFailure{"Error", e.what(), ""};
+    } catch (...) {
+      failure = JobFailure{"Error", "the handler threw a non-standard exception", ""};
+    }
+    if (!failure && ctx.stop_reason() == StopReason::kTimeout) {
+      failure =
+          JobFailure{"JobTimeout",
+                     "job ran past its timeout of " + std::to_string(job.timeout_ms) + " ms", ""};
+    }
+    if (failure) {
+      settle_failure(ctx, std::move(*failure), &handler->second.options);
+    } else {
+      if (result.empty()) result = "null";
+      std::lock_guard lock(mutex);
+      if (outcomes_closed) return;
+      acks.push_back(Ack{LeaseRef{job.id, job.lease_token}, std::move(result)});
+      settling.push_back(job.id);
+      outcomes_cv.notify_one();
+    }
+  }
+
+  // settle_failure decides between retry and a final state; `options` is null when the job
+  // cannot succeed on any attempt (unknown task).
+  void settle_failure(JobContext& ctx, JobFailure error, const HandlerOptions* options) {
+    const Job& job = ctx.job();
+    Fail f{LeaseRef{job.id, job.lease_token}, std::move(error), std::nullopt, JobState::kFailed};
+    switch (ctx.stop_reason()) {
+      case StopReason::kCancelled:
+        f.final_state = JobState::kCancelled;
+        break;
+      case StopReason::kTimeout:
+        f.error.type = "JobTimeout";
+        [[fallthrough]];
+      default:
+        if (options != nullptr && job.attempt < job.max_attempts) {
+          f.retry_at = now_ms() + retry_delay(*options, job.attempt).count();
+        }
+    }
+    std::lock_guard lock(mutex);
+    if (outcomes_closed) return;
+    fails.push_back(std::move(f));
+    settling.push_back(job.id);
+    outcomes_cv.notify_one();
+  }
+
+  // ---- acker: store outcomes in batches ----
+
+  void ack_loop() {
+    for (;;) {
+      std::vector<Ack> ack_batch;
+      std::vector<Fail> fail_batch;
+      std::vector<std::string> ids;
+      {
+        std::unique_lock lock(mutex);
+        outcomes_cv.wait(lock, [&] { return !settling.empty() || outcomes_closed; });
+        if (settling.empty()) return;
+        ack_batch.swap(acks);
+        fail_batch.swap(fails);
+        ids.swap(settling);
+      }
+      store_outcomes(ack_batch, fail_batch);
+      {
+        std::lock_guard lock(mutex);
+        for (const auto& id : ids) forget_locked(id);
+      }
+      slots_cv.notify_all();
+      idle_cv.notify_all();
+    }
+  }
+
+  void store_outcomes(const std::vector<Ack>& ack_batch, const std::vector<Fail>& fail_batch) {
+    // A store that fails is retried: the outcome is the only record of work done. If the
+    // broker stays away, the lease expires and the job runs again (at least once).
+    for (milliseconds backoff(50);; backoff = std::min(backoff * 2, milliseconds(2000))) {
+      try {
+        const std::size_t acked = broker->ack(ack_batch);
+        const std::size_t failed = broker->fail(fail_batch);
+        n_succeeded += acked;
+        n_lost += (ack_batch.size() - acked) + (fail_batch.size() - failed);
+        for (const Fail& f : fail_batch) {
+          if (f.retry_at) {
+            ++n_retried;
+          } else if (f.final_state == JobState::kCancelled) {
+            ++n_cancelled;
+          } else {
+            ++n_failed;
+          }
+        }
+        return;
+      } catch (const std::exception& e) {
+        bool give_up = false;
+        {
+          std::lock_guard lock(mutex);
+          give_up = outcomes_closed && ++tries_after_close > 3;
+        }
+        if (give_up) {
+          log_warning(std::string("giving up storing job outcomes while stopping (their leases "
+                                  "will expire and the jobs run again): ") +
+                      e.what());
+          return;
+        }
+        log_warning(std::string("storing job outcomes failed, retrying: ") + e.what());
+        std::this_thread::sleep_for(backoff);
+      }
+    }
+  }
+  int tries_after_close = 0;  // guarded by mutex
+
+  void forget_locked(const std::string& id) {
+    auto it = held.find(id);
+    if (it == held.end()) return;
+    auto q = held_by_queue.find(it->second.ctx->job().queue);
+    if (q != held_by_queue.end() && --q->second == 0) held_by_queue.erase(q);
+    held.erase(it);
+  }
+
+  // ---- heartbeat: leases, timeouts, cancel requests, recovery ----
+
+  void heartbeat_loop(std::stop_token stop) {
+    auto next_extend = Clock::now() + options.heartbeat;
+    auto next_maintenance = Clock::now();
+    auto next_prune = Clock::now();
+    while (!stop.stop_requested()) {
+      std::vector<std::shared_ptr<JobContext>> running;
+      {
+        std::unique_lock lock(mutex);
+        auto wake = std::min(next_extend, next_maintenance);
+        for (const auto& [id, h] : held) wake = std::min(wake, h.deadline);
+        const std::uint64_t seen = deadlines_changed;
+        heartbeat_cv.wait_until(lock, stop, wake, [&] { return deadlines_changed != seen; });
+        if (stop.stop_requested()) return;
+        const auto now = Clock::now();
+        for (auto& [id, h] : held) {
+          if (h.deadline <= now) {
+            h.ctx->request_stop(StopReason::kTimeout);
+            h.deadline = Clock::time_point::max();
+          }
+        }
+        if (now >= next_extend) {
+          running.reserve(held.size());
+          for (const auto& [id, h] : held) running.push_back(h.ctx);
+        }
+      }
+      const auto now = Clock::now();
+      try {
+        if (now >= next_extend) {
+          next_extend = now + options.heartbeat;
+          extend_leases(running);
+        }
+        if (now >= next_maintenance) {
+          next_maintenance = now + options.maintenance_interval;
+          broker->recover_expired();
+          if (now >= next_prune) {
+            next_prune = now + std::chrono::minutes(1);
+            broker->prune_finished();
+          }
+        }
+      } catch (const std::exception& e) {
+        log_warning(std::string("heartbeat failed: ") + e.what());
+      }
+    }
+  }
+
+  void extend_leases(const std::vector<std::shared_ptr<JobContext>>& running) {
+    if (running.empty()) return;
+    std::vector<LeaseRef> leases;
+    leases.reserve(running.size());
+    for (const auto& ctx : running) leases.push_back(LeaseRef{ctx->id(), ctx->job().lease_token});
+    const auto results = broker->extend(leases, options.lease);
+    for (std::size_t i = 0; i < results.size() && i < running.size(); ++i) {
+      if (!results[i].owned) {
+        running[i]->request_stop(StopReason::kLeaseLost);
+      } else if (results[i].cancel_requested) {
+        running[i]->request_stop(StopReason::kCancelled);
+      }
+    }
+  }
+
+  // ---- stop ----
+
+  StopReport stop(milliseconds grace) {
+    StopReport report;
+    if (grace < milliseconds::zero()) grace = options.grace;
+    dispatcher.request_stop();
+    if (dispatcher.joinable()) dispatcher.join();
+
+    // Jobs reserved but not started go back at once; in-flight ones get the grace period.
+    std::vector<LeaseRef> unstarted;
+    std::size_t in_flight = 0;
+    {
+      std::lock_guard lock(mutex);
+      for (const auto& ctx : ready) unstarted.push_back({ctx->id(), ctx->job().lease_token});
+      for (const auto& ref : unstarted) forget_locked(ref.id);
+      ready.clear();
+      no_more_work = true;
+      in_flight = held.size();
+    }
+    work_cv.notify_all();
+    release(unstarted, report);
+
+    std::vector<LeaseRef> overdue;
+    {
+      std::unique_lock lock(mutex);
+      idle_cv.wait_for(lock, grace, [&] { return held.empty(); });
+      report.finished = in_flight - held.size();
+      for (auto& [id, h] : held) {
+        h.ctx->request_stop(StopReason::kShutdown);
+        overdue.push_back({id, h.ctx->job().lease_token});
+      }
+    }
+    heartbeat.request_stop();
+    if (heartbeat.joinable()) heartbeat.join();
+    {
+      std::lock_guard lock(mutex);
+      // Outcomes of jobs past the grace are no longer wanted: their jobs go back to the queue.
+      for (const auto& ref : overdue) forget_locked(ref.id);
+      outcomes_closed = true;
+    }
+    outcomes_cv.notify_all();
+    if (acker.joinable()) acker.join();
+    release(overdue, report);
+
+    report.clean = overdue.empty();
+    if (report.clean) {
+      for (auto& t : pool) {
+        if (t.joinable()) t.join();
+      }
+    }
+    return report;
+  }
+
+  void release(const std::vector<LeaseRef>& leases, StopReport& report) {
+    if (leases.empty()) return;
+    try {
+      const std::size_t n = broker->release(leases);
+      report.returned += n;
+      n_released += n;
+    } catch (const std::exception& e) {
+      log_warning(std::string("returning jobs to the queue failed (their leases will expire): ") +
+                  e.what());
+    }
+  }
+};
+
+Worker::Worker(std::shared_ptr<Broker> broker, WorkerOptions options)
+    : state_(std::make_shared<State>(std::move(broker), std::move(options))) {}
+
+Worker::~Worker() {
+  stop();
+  // Handler threads still busy after stop() are joined here (their jthread destructors).
+}
+
+void Worker::register_handler(std::string task, Handler handler, HandlerOptions options) {
+  std::lock_guard lock(state_->lifecycle_mutex);
+  if (state_->started) throw ConfigError("register handlers before starting the worker");
+  if (task.empty()) throw ConfigError("a handler needs a task name");
+  if (!handler) throw ConfigError("handler for task '" + task + "' is empty");
+  state_->handlers[std::move(task)] = State::Registered{std::move(handler), options};
+}
+
+bool Worker::has_handler(const std::string& task) const { return state_->handlers.contains(task); }
+
+void Worker::start() {
+  std::lock_guard lock(state_->lifecycle_mutex);
+  if (state_->started) return;
+  state_->started = true;
+  State* s = state_.get();
+  s->pool.reserve(static_cast<std::size_t>(s->options.concurrency));
+  for (int i = 0; i < s->options.concurrency; ++i) {
+    s->pool.emplace_back([s] { s->handler_loop(); });
+  }
+  s->acker = std::jthread([s] { s->ack_loop(); });
+  s->heartbeat = std::jthread([s](std::stop_token st) { s->heartbeat_loop(st); });
+  s->dispatcher = std::jthread([s](std::stop_token st) { s->dispatch_loop(st); });
+}
+
+StopReport Worker::stop(std::chrono::milliseconds grace) {
+  std::lock_guard lock(state_->lifecycle_mutex);
+  if (!state_->started || state_->stopped) return {};
+  state_->stopped = true;
+  return state_->stop(grace);
+}
+
+bool Worker::running() const noexcept {
+  std::lock_guard lock(state_->lifecycle_mutex);
+  return state_->started && !state_->stopped;
+}
+
+WorkerStats Worker::stats() const {
+  WorkerStats s;
+  s.reserved = state_->n_reserved;
+  s.succeeded = state_->n_succeeded;
+  s.failed = state_->n_failed;
+  s.retried = state_->n_retried;
+  s.cancelled = state_->n_cancelled;
+  s.released = state_->n_released;
+  s.lost = state_->n_lost;
+  std::lock_guard lock(state_->mutex);
+  s.running = state_->held.size();
+  return s;
+}
+
+const WorkerOptions& Worker::options() const noexcept { return state_->options; }
+
+}  // namespace cinejobs

@@ -1,0 +1,123 @@
+# Type stubs for cinejobs._core, the pybind11 extension. Private: use the cinejobs package.
+# Times crossing this boundary are seconds as float (Python's convention); epoch times are ms.
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__version__: str
+
+# A job as a dict: id, task, queue, args (JSON text), kwargs (JSON text), priority, run_at,
+# attempt, max_attempts, unique_key (str | None), timeout_ms, state, progress ({fraction, step,
+# message} | None), result (JSON text | None), error ({type, message, traceback} | None),
+# created_at, started_at, finished_at (epoch ms, 0 when not yet), cancel_requested.
+JobDict = dict[str, Any]
+# What a Python runner returns: the result as JSON text, or (error type, message, traceback).
+RunnerResult = str | tuple[str, str, str]
+
+class Broker:
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_payload_bytes: int = 1048576,
+        result_ttl: float = 86400.0,
+    ) -> None: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    def enqueue(
+        self,
+        task: str,
+        queue: str,
+        args_json: str,
+        kwargs_json: str,
+        priority: int,
+        run_at_ms: int,
+        max_attempts: int,
+        unique_key: str | None,
+        timeout_ms: int,
+    ) -> tuple[str, bool]: ...
+    # Each item: (task, queue, args_json, kwargs_json, priority, run_at_ms, max_attempts,
+    # unique_key, timeout_ms), the same fields as enqueue.
+    def enqueue_many(
+        self, jobs: Sequence[tuple[str, str, str, str, int, int, int, str | None, int]]
+    ) -> list[tuple[str, bool]]: ...
+    def get(self, job_id: str) -> JobDict | None: ...
+    def list(
+        self,
+        *,
+        queue: str | None = None,
+        state: str | None = None,
+        task: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[JobDict]: ...
+    def counts(self) -> list[tuple[str, str, int]]: ...
+    def cancel(self, job_id: str) -> str: ...
+    def recover_expired(self) -> tuple[int, int]: ...
+    def prune_finished(self) -> int: ...
+    def purge(self, queue: str = "") -> int: ...
+
+class JobContext:
+    @property
+    def id(self) -> str: ...
+    @property
+    def task(self) -> str: ...
+    @property
+    def queue(self) -> str: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def max_attempts(self) -> int: ...
+    @property
+    def args(self) -> str: ...
+    @property
+    def kwargs(self) -> str: ...
+    @property
+    def cancel_requested(self) -> bool: ...
+    # "none", "cancelled", "timeout", "shutdown" or "lease_lost"
+    @property
+    def stop_reason(self) -> str: ...
+    def progress(self, fraction: float, step: str = "", message: str = "") -> None: ...
+
+class Worker:
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        queues: Sequence[str] = ("default",),
+        concurrency: int = 8,
+        queue_concurrency: dict[str, int] | None = None,
+        max_batch: int = 256,
+        lease: float = 30.0,
+        heartbeat: float = 0.0,
+        poll_interval: float = 0.05,
+        grace: float = 30.0,
+        maintenance_interval: float = 0.0,
+        worker_id: str = "",
+    ) -> None: ...
+    # runner is called on a handler thread with the GIL held, once per job.
+    def register(
+        self,
+        task: str,
+        runner: Callable[[JobContext], RunnerResult],
+        *,
+        retry_backoff: float = 1.0,
+        retry_backoff_max: float = 600.0,
+    ) -> None: ...
+    # Adds the native handlers cinejobs.noop and cinejobs.sleep.
+    def register_builtins(self) -> None: ...
+    def has_handler(self, task: str) -> bool: ...
+    def start(self) -> None: ...
+    # Returns {"finished": int, "returned": int, "clean": bool}. grace < 0: the worker's own.
+    def stop(self, grace: float = -1.0) -> dict[str, Any]: ...
+    @property
+    def running(self) -> bool: ...
+    # reserved, succeeded, failed, retried, cancelled, released, lost, running
+    def stats(self) -> dict[str, int]: ...
+
+def new_job_id() -> str: ...
+def now_ms() -> int: ...
+# JSON wire form of a job as every broker stores it.
+def job_to_json(job: JobDict) -> str: ...
+def job_from_json(text: str) -> JobDict: ...

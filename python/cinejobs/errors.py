@@ -1,0 +1,75 @@
+"""Exceptions raised by cinejobs.
+
+The C++ core raises the exception of the same name; the extension module maps each one to the
+class here, so ``except cinejobs.BrokerUnavailable`` works whichever layer raised it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BrokerUnavailable",
+    "CinejobsError",
+    "ConfigError",
+    "InvalidPayload",
+    "JobCancelled",
+    "JobFailed",
+    "JobNotFound",
+    "JobTimeout",
+    "UniqueConflict",
+    "UnknownTask",
+]
+
+
+class CinejobsError(Exception):
+    """Base class of every error cinejobs raises."""
+
+
+class ConfigError(CinejobsError, ValueError):
+    """A malformed broker URL, an unknown option or an invalid setting."""
+
+
+class BrokerUnavailable(CinejobsError, ConnectionError):
+    """The broker's store cannot be opened or reached; retrying later may succeed."""
+
+
+class InvalidPayload(CinejobsError, ValueError):
+    """A job refused at enqueue: bad arguments, payload over the size limit, bad field."""
+
+
+class UnknownTask(InvalidPayload, LookupError):
+    """No task is registered under the given name."""
+
+
+class JobNotFound(CinejobsError, LookupError):
+    """No job has the given id (it never existed, or was pruned after its retention)."""
+
+
+class UniqueConflict(CinejobsError):
+    """A live job already holds the unique key; ``existing_id`` names that job."""
+
+    def __init__(self, message: str, unique_key: str = "", existing_id: str = "") -> None:
+        super().__init__(message)
+        self.unique_key = unique_key
+        self.existing_id = existing_id
+
+
+class JobCancelled(CinejobsError):
+    """Raised inside a running handler once its job was cancelled; also by result() of a
+    cancelled job."""
+
+
+class JobTimeout(CinejobsError, TimeoutError):
+    """Raised inside a running handler once its soft timeout passed."""
+
+
+class JobFailed(CinejobsError):
+    """Raised by ``JobHandle.result()`` when the job ended failed; carries the stored error."""
+
+    def __init__(
+        self, job_id: str, error_type: str, message: str, traceback: str = ""
+    ) -> None:
+        super().__init__(f"job {job_id} failed: {error_type}: {message}")
+        self.job_id = job_id
+        self.error_type = error_type
+        self.error_message = message
+        self.traceback = traceback
