@@ -26,12 +26,32 @@ struct PyRunner {
   }
 };
 
+// PersistentThreadState gives a C++ handler thread one Python thread state for its whole life.
+// Without it every job would create and destroy a thread state (what a bare
+// gil_scoped_acquire does on a thread Python does not know), which costs more than a no-op job.
+struct PersistentThreadState {
+  PyThreadState* saved = nullptr;
+  PyGILState_STATE gil_state{};
+  void ensure() {
+    if (saved != nullptr) return;
+    gil_state = PyGILState_Ensure();  // creates and registers this thread's state
+    saved = PyEval_SaveThread();      // ...and drops the GIL again, keeping the state
+  }
+  ~PersistentThreadState() {
+    if (saved == nullptr || !Py_IsInitialized()) return;
+    PyEval_RestoreThread(saved);
+    PyGILState_Release(gil_state);  // deletes the thread state, with the GIL held
+  }
+};
+
 // Calls the Python runner on a handler thread, holding the GIL only for the call and the
 // conversion of its result. The runner returns the result as JSON text, or a tuple
 // (type, message, traceback) for a failure it caught.
 Handler python_handler(py::object runner) {
   auto holder = std::make_shared<PyRunner>(std::move(runner));
   return [holder](JobContext& ctx) -> std::string {
+    thread_local PersistentThreadState thread_state;
+    thread_state.ensure();
     py::gil_scoped_acquire gil;
     try {
       py::object out = holder->fn(ctx.shared_from_this());

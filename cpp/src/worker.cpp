@@ -195,7 +195,8 @@ struct Worker::State {
           ready.push_back(std::move(ctx));
         }
       }
-      work_cv.notify_all();
+      // One wake-up per job: waking every handler thread for each job costs more than the job.
+      for (std::size_t i = 0; i < jobs.size(); ++i) work_cv.notify_one();
     }
   }
 
@@ -317,7 +318,7 @@ struct Worker::State {
         std::lock_guard lock(mutex);
         for (const auto& id : ids) forget_locked(id);
       }
-      slots_cv.notify_all();
+      slots_cv.notify_one();  // only the dispatcher waits for slots
       idle_cv.notify_all();
     }
   }
