@@ -511,21 +511,26 @@ class SqliteBroker final : public Broker {
     throw InvalidPayload("job id " + result.id + " already exists");
   }
 
+  // The reserve statement for `queue_count` queues. Each queue's due jobs are read in index
+  // order with their own LIMIT and only the union is sorted, so the cost follows the batch
+  // size, not the backlog (a plain `queue IN (...)` sorts every due job of those queues).
   SqliteStatement& reserve_statement_locked(std::size_t queue_count) {
     auto& slot = reserve_by_queue_count_[queue_count];
     if (!slot) {
-      std::string in;
+      std::string candidates;
       for (std::size_t i = 0; i < queue_count; ++i) {
-        in += (i == 0 ? "?" : ", ?") + std::to_string(6 + i);
+        if (i > 0) candidates += " UNION ALL ";
+        candidates +=
+            "SELECT * FROM (SELECT seq, priority, run_at FROM jobs WHERE queue = ?" +
+            std::to_string(6 + i) +
+            " AND state IN (0, 1) AND run_at <= ?4 ORDER BY priority DESC, run_at, seq LIMIT ?5)";
       }
       slot = std::make_unique<SqliteStatement>(
           db_,
           "UPDATE jobs SET state = 2, attempt = attempt + 1, lease_token = ?1 + seq, "
           "lease_until = ?2, worker = ?3, started_at = CASE WHEN started_at = 0 THEN ?4 ELSE "
-          "started_at END WHERE seq IN (SELECT seq FROM jobs WHERE queue IN (" +
-              in +
-              ") AND state IN (0, 1) AND run_at <= ?4 ORDER BY priority DESC, run_at, seq "
-              "LIMIT ?5) RETURNING " +
+          "started_at END WHERE seq IN (SELECT seq FROM (" +
+              candidates + ") ORDER BY priority DESC, run_at, seq LIMIT ?5) RETURNING " +
               std::string(kJobColumns));
     }
     return *slot;
