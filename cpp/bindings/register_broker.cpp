@@ -46,43 +46,51 @@ void register_broker(py::module_& m) {
            py::arg("result_ttl") = 86400.0)
       .def_property_readonly("url", &Broker::url)
       .def_property_readonly("kind", [](const Broker& b) { return std::string(b.kind()); })
-      .def("enqueue",
-           [](Broker& b, std::string task, std::string queue, std::string args, std::string kwargs,
-              int priority, std::int64_t run_at, int max_attempts,
-              std::optional<std::string> unique_key, std::int64_t timeout_ms) {
-             Job job = job_from_fields({std::move(task), std::move(queue), std::move(args),
-                                        std::move(kwargs), priority, run_at, max_attempts,
-                                        std::move(unique_key), timeout_ms});
-             py::gil_scoped_release release;
-             EnqueueResult r = b.enqueue(job);
-             return std::make_pair(std::move(r.id), r.created);
-           })
-      .def("enqueue_many",
-           [](Broker& b, std::vector<EnqueueTuple> items) {
-             std::vector<Job> jobs;
-             jobs.reserve(items.size());
-             for (auto& item : items) jobs.push_back(job_from_fields(std::move(item)));
-             std::vector<EnqueueResult> results;
-             {
-               py::gil_scoped_release release;
-               results = b.enqueue_many(jobs);
-             }
-             py::list out(results.size());
-             for (std::size_t i = 0; i < results.size(); ++i) {
-               out[i] = py::make_tuple(std::move(results[i].id), results[i].created);
-             }
-             return out;
-           })
-      .def("get",
-           [](Broker& b, const std::string& id) -> py::object {
-             std::optional<Job> job;
-             {
-               py::gil_scoped_release release;
-               job = b.get(id);
-             }
-             if (!job) return py::none();
-             return job_to_dict(*job);
-           })
+      .def(
+          "enqueue",
+          [](Broker& b, std::string task, std::string queue, std::string args, std::string kwargs,
+             int priority, std::int64_t run_at, int max_attempts,
+             std::optional<std::string> unique_key, std::int64_t timeout_ms) {
+            Job job = job_from_fields({std::move(task), std::move(queue), std::move(args),
+                                       std::move(kwargs), priority, run_at, max_attempts,
+                                       std::move(unique_key), timeout_ms});
+            py::gil_scoped_release release;
+            EnqueueResult r = b.enqueue(job);
+            return std::make_pair(std::move(r.id), r.created);
+          },
+          py::arg("task"), py::arg("queue"), py::arg("args_json"), py::arg("kwargs_json"),
+          py::arg("priority"), py::arg("run_at_ms"), py::arg("max_attempts"), py::arg("unique_key"),
+          py::arg("timeout_ms"))
+      .def(
+          "enqueue_many",
+          [](Broker& b, std::vector<EnqueueTuple> items) {
+            std::vector<Job> jobs;
+            jobs.reserve(items.size());
+            for (auto& item : items) jobs.push_back(job_from_fields(std::move(item)));
+            std::vector<EnqueueResult> results;
+            {
+              py::gil_scoped_release release;
+              results = b.enqueue_many(jobs);
+            }
+            py::list out(results.size());
+            for (std::size_t i = 0; i < results.size(); ++i) {
+              out[i] = py::make_tuple(std::move(results[i].id), results[i].created);
+            }
+            return out;
+          },
+          py::arg("jobs"))
+      .def(
+          "get",
+          [](Broker& b, const std::string& id) -> py::object {
+            std::optional<Job> job;
+            {
+              py::gil_scoped_release release;
+              job = b.get(id);
+            }
+            if (!job) return py::none();
+            return job_to_dict(*job);
+          },
+          py::arg("job_id"))
       .def(
           "list",
           [](Broker& b, std::optional<std::string> queue, std::optional<std::string> state,
@@ -113,15 +121,17 @@ void register_broker(py::module_& m) {
              }
              return out;
            })
-      .def("cancel",
-           [](Broker& b, const std::string& id) {
-             JobState state;
-             {
-               py::gil_scoped_release release;
-               state = b.cancel(id);
-             }
-             return std::string(to_string(state));
-           })
+      .def(
+          "cancel",
+          [](Broker& b, const std::string& id) {
+            JobState state;
+            {
+              py::gil_scoped_release release;
+              state = b.cancel(id);
+            }
+            return std::string(to_string(state));
+          },
+          py::arg("job_id"))
       .def("recover_expired",
            [](Broker& b) {
              py::gil_scoped_release release;
@@ -143,8 +153,11 @@ void register_broker(py::module_& m) {
 
   m.def("new_job_id", &new_job_id);
   m.def("now_ms", &now_ms);
-  m.def("job_to_json", [](const py::dict& d) { return to_json(job_from_dict(d)); });
-  m.def("job_from_json", [](const std::string& text) { return job_to_dict(job_from_json(text)); });
+  m.def(
+      "job_to_json", [](const py::dict& d) { return to_json(job_from_dict(d)); }, py::arg("job"));
+  m.def(
+      "job_from_json", [](const std::string& text) { return job_to_dict(job_from_json(text)); },
+      py::arg("text"));
 }
 
 }  // namespace cinejobs::bindings

@@ -165,8 +165,10 @@ void register_worker(py::module_& m) {
           py::arg("task"), py::arg("runner"), py::kw_only(), py::arg("retry_backoff") = 1.0,
           py::arg("retry_backoff_max") = 600.0)
       .def("register_builtins", [](PyWorker& w) { register_builtin_handlers(*w.worker); })
-      .def("has_handler",
-           [](const PyWorker& w, const std::string& task) { return w.worker->has_handler(task); })
+      .def(
+          "has_handler",
+          [](const PyWorker& w, const std::string& task) { return w.worker->has_handler(task); },
+          py::arg("task"))
       .def("start",
            [](PyWorker& w) {
              py::gil_scoped_release release;

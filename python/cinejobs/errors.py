@@ -65,9 +65,7 @@ class JobTimeout(CinejobsError, TimeoutError):
 class JobFailed(CinejobsError):
     """Raised by ``JobHandle.result()`` when the job ended failed; carries the stored error."""
 
-    def __init__(
-        self, job_id: str, error_type: str, message: str, traceback: str = ""
-    ) -> None:
+    def __init__(self, job_id: str, error_type: str, message: str, traceback: str = "") -> None:
         super().__init__(f"job {job_id} failed: {error_type}: {message}")
         self.job_id = job_id
         self.error_type = error_type

@@ -1,0 +1,54 @@
+"""cinejobs: background jobs with a C++ core.
+
+import cinejobs
+app = cinejobs.App("sqlite:///jobs.db")
+
+@app.task(queue="enrich", max_attempts=3, timeout=30)
+def summarize(book_id: int) -> dict:
+    cinejobs.current_job().progress(0.5, step="llm")
+    return {"ok": True}
+
+handle = summarize.delay(42)
+with app.worker(concurrency=8):
+    print(handle.result(timeout=10))
+"""
+
+from __future__ import annotations
+
+from ._core import __version__
+from .app import App, Task
+from .context import CurrentJob, current_job
+from .errors import (
+    BrokerUnavailable,
+    CinejobsError,
+    ConfigError,
+    InvalidPayload,
+    JobCancelled,
+    JobFailed,
+    JobNotFound,
+    JobTimeout,
+    UniqueConflict,
+    UnknownTask,
+)
+from .handle import JobHandle
+from .worker import Worker
+
+__all__ = [
+    "App",
+    "BrokerUnavailable",
+    "CinejobsError",
+    "ConfigError",
+    "CurrentJob",
+    "InvalidPayload",
+    "JobCancelled",
+    "JobFailed",
+    "JobHandle",
+    "JobNotFound",
+    "JobTimeout",
+    "Task",
+    "UniqueConflict",
+    "UnknownTask",
+    "Worker",
+    "__version__",
+    "current_job",
+]

@@ -1,0 +1,473 @@
+"""The ``cinejobs`` command: run workers, inspect and enqueue jobs, run the demo.
+
+Errors a user can cause (a bad broker URL, a database that cannot be opened, bad ``--args``
+JSON, an ``--app`` that cannot be imported) print one line to stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import importlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from ._status import StatusLine
+from .app import DEFAULT_BROKER_URL, App, default_broker_url
+from .errors import CinejobsError, UniqueConflict
+from .handle import STATES
+
+__all__ = ["load_app", "main"]
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A mistake in the command line or its environment, reported in one line (exit 2)."""
+
+
+# ---- helpers ----
+
+
+def load_app(spec: str) -> App:
+    """Import ``module:attribute`` (attribute defaults to ``app``; may be dotted, or a function
+    returning an App) with the current directory on sys.path."""
+    module_name, _, attr = spec.partition(":")
+    attr = attr or "app"
+    if not module_name:
+        raise CliError(
+            f"--app {spec!r} names no module: use module:attribute, e.g. myproj.jobs:app"
+        )
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise CliError(
+                f"cannot import --app {spec!r}: no module named {exc.name!r} (run from the "
+                "directory that contains it, or add that directory to PYTHONPATH)"
+            ) from None
+        raise CliError(f"importing --app module {module_name!r} failed: {exc}") from None
+    except Exception as exc:
+        raise CliError(
+            f"importing --app module {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from None
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise CliError(
+                f"--app {spec!r}: module {module_name!r} has no attribute {attr!r}"
+            ) from None
+    if not isinstance(obj, App) and callable(obj):
+        obj = obj()
+    if not isinstance(obj, App):
+        raise CliError(f"--app {spec!r} is a {type(obj).__qualname__}, not a cinejobs.App")
+    return obj
+
+
+def _app_for(args: argparse.Namespace) -> App:
+    spec = getattr(args, "app", None)
+    if spec:
+        app = load_app(spec)
+        if args.broker:
+            app.use_broker(args.broker)
+        return app
+    return App(args.broker or default_broker_url())
+
+
+def _parse_json(text: str, option: str, kind: type) -> Any:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{option} is not valid JSON ({exc}): {text!r}") from None
+    if not isinstance(value, kind):
+        want = "array, e.g. '[1, \"a\"]'" if kind is list else "object, e.g. '{\"k\": 1}'"
+        raise CliError(f"{option} must be a JSON {want}; got {type(value).__name__}")
+    return value
+
+
+def _parse_queues(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    queues = [q.strip() for q in text.split(",") if q.strip()]
+    if not queues:
+        raise CliError("--queues names no queue: use a comma-separated list, e.g. default,enrich")
+    return queues
+
+
+def _fmt_time(ms: int) -> str:
+    if not ms:
+        return "-"
+    return _dt.datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _shorten(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+
+    def line(cells: Sequence[str]) -> str:
+        out = [
+            c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells)
+        ]
+        return "  ".join(out).rstrip()
+
+    return "\n".join([line(headers), *(line(r) for r in rows)])
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}")
+    return value
+
+
+# ---- commands ----
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    app = _app_for(args)
+    queues = _parse_queues(args.queues)
+    options: dict[str, Any] = {}
+    if args.grace is not None:
+        options["grace"] = args.grace
+    if args.lease is not None:
+        options["lease"] = args.lease
+    if args.poll_interval is not None:
+        options["poll_interval"] = args.poll_interval
+    status = StatusLine(sys.stdout, prefix="cinejobs worker: ")
+    grace = options.get("grace", 30.0)
+
+    def started(worker: Any) -> None:
+        tasks = ", ".join(worker.task_names) or "none"
+        status.log(
+            f"cinejobs worker {os.getpid()} started: broker {app.broker_url}, queues "
+            f"{','.join(worker.queues)}, concurrency {worker.concurrency}; tasks: {tasks} "
+            "(+ builtins cinejobs.noop, cinejobs.sleep)"
+        )
+
+    def stopping(worker: Any, signum: int) -> None:
+        name = signal.Signals(signum).name if signum else "a signal"
+        status.log(
+            f"cinejobs worker: {name} received, stopping: running jobs get up to {grace:g} s "
+            "to finish, the rest go back to the queue (send it again to quit at once)"
+        )
+
+    report = app.run_worker(
+        queues,
+        args.concurrency,
+        on_start=started,
+        on_status=lambda w: status.update(w.stats()),
+        on_stopping=stopping,
+        status_interval=0.5 if status.tty else 1.0,
+        **options,
+    )
+    status.finish()
+    status.log(
+        f"cinejobs worker stopped: {report['finished']} running job(s) finished, "
+        f"{report['returned']} returned to the queue"
+    )
+    if not report.get("clean", True):
+        # Handlers still running Python code past the grace period cannot be interrupted; their
+        # jobs are already back in the queue, so leave without waiting for them.
+        status.log("cinejobs worker: some handlers were still busy; exiting without them")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    app = _app_for(args)
+    counts = app.counts()
+    if args.json:
+        out: dict[str, dict[str, int]] = {}
+        for queue, state, n in counts:
+            out.setdefault(queue, {})[state] = n
+        print(json.dumps(out, indent=2, sort_keys=True))
+        return 0
+    if not counts:
+        print(f"no jobs in {app.broker_url}")
+        return 0
+    per_queue: dict[str, dict[str, int]] = {}
+    for queue, state, n in counts:
+        per_queue.setdefault(queue, {})[state] = n
+    rows = []
+    totals = dict.fromkeys(STATES, 0)
+    for queue in sorted(per_queue):
+        row = [queue]
+        for state in STATES:
+            n = per_queue[queue].get(state, 0)
+            totals[state] += n
+            row.append(str(n))
+        row.append(str(sum(per_queue[queue].values())))
+        rows.append(row)
+    if len(rows) > 1:
+        rows.append(["(all)", *(str(totals[s]) for s in STATES), str(sum(totals.values()))])
+    print(f"jobs in {app.broker_url}")
+    print(_table(["QUEUE", *(s.upper() for s in STATES), "TOTAL"], rows, set(range(1, 8))))
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    app = _app_for(args)
+    jobs = app.jobs(state=args.state, queue=args.queue, task=args.task, limit=args.limit)
+    if args.json:
+        print(json.dumps(jobs, indent=2))
+        return 0
+    if not jobs:
+        print("no matching jobs")
+        return 0
+    rows = []
+    for job in jobs:
+        if job["error"]:
+            detail = f"{job['error']['type']}: {job['error']['message']}"
+        elif job["state"] == "succeeded":
+            detail = "-> " + json.dumps(job["result"])
+        elif job["progress"]:
+            p = job["progress"]
+            detail = f"{p['fraction'] * 100:.0f}% {p['step']} {p['message']}".strip()
+        else:
+            detail = ""
+        rows.append(
+            [
+                job["id"],
+                job["state"],
+                job["task"],
+                job["queue"],
+                f"{job['attempt']}/{job['max_attempts']}",
+                _fmt_time(job["created_at"]),
+                _shorten(detail, 60),
+            ]
+        )
+    print(_table(["ID", "STATE", "TASK", "QUEUE", "ATTEMPT", "CREATED", "DETAIL"], rows, {4}))
+    return 0
+
+
+def cmd_enqueue(args: argparse.Namespace) -> int:
+    job_args = _parse_json(args.args, "--args", list)
+    job_kwargs = _parse_json(args.kwargs, "--kwargs", dict)
+    app = _app_for(args)
+    options: dict[str, Any] = {}
+    for key in ("queue", "delay", "priority", "unique_key", "max_attempts", "timeout"):
+        value = getattr(args, key)
+        if value is not None:
+            options[key] = value
+    try:
+        handle = app.enqueue(args.task, job_args, job_kwargs, **options)
+    except UniqueConflict as exc:
+        raise CliError(
+            f"not enqueued: unique key {exc.unique_key!r} is held by live job {exc.existing_id}"
+        ) from None
+    print(handle.id)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.broker, concurrency=args.concurrency)
+
+
+# ---- parser ----
+
+
+def build_parser() -> argparse.ArgumentParser:
+    broker_help = (
+        "broker URL: sqlite:///relative.db or sqlite:////absolute/path.db "
+        f"(default: $CINEJOBS_BROKER, else {DEFAULT_BROKER_URL})"
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--broker", metavar="URL", help=broker_help)
+
+    parser = argparse.ArgumentParser(
+        prog="cinejobs",
+        description="cinejobs: background jobs with a C++ core. Run workers, inspect queues, "
+        "enqueue jobs, or try it all with `cinejobs demo`.",
+        epilog="Environment: CINEJOBS_BROKER sets the default broker URL. "
+        "Run `cinejobs COMMAND --help` for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"cinejobs {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    w = sub.add_parser(
+        "worker",
+        parents=[common],
+        help="run a worker until SIGTERM/SIGINT",
+        description="Run a worker for the tasks of an app until SIGTERM or SIGINT (Ctrl-C), "
+        "then stop gracefully: stop reserving, let running jobs finish for up to --grace "
+        "seconds, return the rest to their queue. A second signal quits at once. Shows a live "
+        "status line on a terminal, plain log lines when piped.",
+        epilog="example: cinejobs worker --app myproj.jobs:app --queues default,enrich "
+        "--concurrency 16",
+    )
+    w.add_argument(
+        "--app",
+        metavar="MODULE:ATTR",
+        help="the cinejobs.App whose tasks to run, imported with the current directory on "
+        "sys.path (ATTR defaults to 'app'); without it only the builtins cinejobs.noop and "
+        "cinejobs.sleep run. --broker overrides the app's own broker URL",
+    )
+    w.add_argument(
+        "--queues",
+        metavar="Q1,Q2",
+        help="comma-separated queues to consume (default: the queues of the app's tasks, "
+        "else 'default')",
+    )
+    w.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=8,
+        metavar="N",
+        help="jobs run at once, and the most this worker reserves (default: 8)",
+    )
+    w.add_argument(
+        "--grace",
+        type=_seconds,
+        metavar="S",
+        help="seconds running jobs get to finish on stop before they return to the queue "
+        "(default: 30)",
+    )
+    w.add_argument(
+        "--lease",
+        type=_seconds,
+        metavar="S",
+        help="seconds a reserved job stays leased without renewal; a dead worker's jobs are "
+        "queued again after it (default: 30)",
+    )
+    w.add_argument(
+        "--poll-interval",
+        type=_seconds,
+        metavar="S",
+        help="longest idle wait between looks for new jobs (default: 0.05)",
+    )
+    w.set_defaults(func=cmd_worker)
+
+    s = sub.add_parser(
+        "status",
+        parents=[common],
+        help="count jobs per queue and state",
+        description="Print how many jobs each queue holds in each state.",
+    )
+    s.add_argument("--json", action="store_true", help="print JSON: {queue: {state: count}}")
+    s.set_defaults(func=cmd_status)
+
+    j = sub.add_parser(
+        "jobs",
+        parents=[common],
+        help="list jobs",
+        description="List jobs, newest first within the filters, with their error or result.",
+        epilog="example: cinejobs jobs --state failed --queue enrich",
+    )
+    j.add_argument("--state", choices=STATES, help="only jobs in this state")
+    j.add_argument("--queue", metavar="Q", help="only jobs of this queue")
+    j.add_argument("--task", metavar="NAME", help="only jobs of this task")
+    j.add_argument(
+        "--limit", type=_positive_int, default=50, metavar="N", help="at most N jobs (default: 50)"
+    )
+    j.add_argument(
+        "--json", action="store_true", help="print the jobs as JSON, tracebacks included"
+    )
+    j.set_defaults(func=cmd_jobs)
+
+    e = sub.add_parser(
+        "enqueue",
+        parents=[common],
+        help="enqueue one job and print its id",
+        description="Enqueue one job of TASK and print its id. The task need not be known "
+        "here: a worker that does not know it fails the job with UnknownTask.",
+        epilog="example: cinejobs enqueue myproj.jobs.send_mail --args '[42]' "
+        "--kwargs '{\"urgent\": true}' --delay 60",
+    )
+    e.add_argument("task", metavar="TASK", help="the task name, e.g. myproj.jobs.send_mail")
+    e.add_argument(
+        "--args", default="[]", metavar="JSON", help="positional arguments as a JSON array"
+    )
+    e.add_argument(
+        "--kwargs", default="{}", metavar="JSON", help="keyword arguments as a JSON object"
+    )
+    e.add_argument(
+        "--app",
+        metavar="MODULE:ATTR",
+        help="take the task's defaults (queue, attempts, timeout, priority) from this app",
+    )
+    e.add_argument("--queue", metavar="Q", help="queue (default: the task's, else 'default')")
+    e.add_argument(
+        "--delay", type=_seconds, metavar="S", help="run no sooner than S seconds from now"
+    )
+    e.add_argument("--priority", type=int, metavar="N", help="higher runs first (default: 0)")
+    e.add_argument(
+        "--unique-key",
+        metavar="KEY",
+        help="refuse the job while a live job holds KEY (exit 2, naming that job)",
+    )
+    e.add_argument(
+        "--max-attempts", type=_positive_int, metavar="N", help="deliveries at most (default: 3)"
+    )
+    e.add_argument("--timeout", type=float, metavar="S", help="soft run-time limit in seconds")
+    e.set_defaults(func=cmd_enqueue)
+
+    d = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="run an end-to-end demo on an embedded SQLite broker",
+        description="Enqueue a small film-metadata workload (progress, a retry, a failure, a "
+        "cancelled scheduled job, a unique-key conflict), run it on an embedded worker with "
+        "live progress, and print what happened. Needs no server. Uses a fresh temporary "
+        "SQLite file unless --broker is given.",
+    )
+    d.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=8,
+        metavar="N",
+        help="worker threads (default: 8)",
+    )
+    d.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 2 for errors the user can fix)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error argparse reported
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        code: int = args.func(args)
+        return code
+    except (CliError, CinejobsError) as exc:
+        sys.stdout.flush()
+        print(f"cinejobs {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,273 @@
+"""The embedded worker: a C++ worker running this app's Python tasks.
+
+Every decision (what to reserve, retries, leases, timeouts, stopping) is the C++ worker's;
+this module only turns each task into a *runner* the C++ handler threads call with the GIL
+held: decode the arguments, make ``current_job()`` work, call the user's function, encode the
+result or the error.
+
+``async def`` tasks run on one asyncio event loop the worker owns (a thread started with the
+worker and stopped with it). The handler thread submits the coroutine and waits for it with the
+GIL released; while waiting it watches the job's cancel token and cancels the coroutine once
+the job is cancelled, times out or the worker shuts down past its grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import json
+import threading
+import traceback
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from . import _core
+from .context import CurrentJob, _current
+
+if TYPE_CHECKING:
+    from .app import Task
+
+__all__ = ["Worker"]
+
+_JSON_SEPARATORS = (",", ":")
+# How often a handler thread waiting for a coroutine looks at the job's cancel token.
+_CANCEL_CHECK_INTERVAL = 0.05
+
+
+def _error(exc: BaseException) -> tuple[str, str, str]:
+    return (type(exc).__name__, str(exc), "".join(traceback.format_exception(exc)))
+
+
+class _EventLoopThread:
+    """One asyncio event loop on its own (non-daemon) thread, for the worker's async tasks."""
+
+    def __init__(self, name: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._main, name=name, daemon=False)
+        self._closed = False
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+
+    def _main(self) -> None:
+        loop = self._loop
+        asyncio.set_event_loop(loop)
+        loop.call_soon(self._ready.set)
+        try:
+            loop.run_forever()
+            # Cancel what is left (coroutines of jobs past the grace period) and let them unwind.
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+    def run(self, coro: Coroutine[Any, Any, Any], job: CurrentJob) -> Any:
+        """Run ``coro`` on the loop with ``current_job()`` set to ``job`` and return its value.
+
+        Called on a handler thread; the waits release the GIL. Once the job's cancel token is
+        set, the coroutine's task is cancelled (CancelledError at its next await); when it has
+        unwound, JobCancelled or JobTimeout is raised here. Like a sync handler, a coroutine
+        that swallows the cancellation keeps its job running until it returns.
+        """
+        tasks: list[asyncio.Task[Any]] = []
+
+        async def with_job() -> Any:
+            _current.set(job)  # the task runs in its own copy of the context
+            task = asyncio.current_task()
+            if task is not None:
+                tasks.append(task)
+            return await coro
+
+        def cancel() -> None:  # on the loop's thread
+            for task in tasks:
+                task.cancel()
+            if not tasks:
+                future.cancel()  # not started yet: it never will
+
+        if self._closed:
+            coro.close()
+            raise RuntimeError("the worker's event loop has stopped")
+        future = asyncio.run_coroutine_threadsafe(with_job(), self._loop)
+        cancel_sent = False
+        while True:
+            try:
+                return future.result(timeout=_CANCEL_CHECK_INTERVAL)
+            except concurrent.futures.CancelledError:
+                job.raise_if_cancelled()
+                raise
+            except TimeoutError:
+                if future.done():
+                    raise  # the coroutine's own TimeoutError
+                if job.cancel_requested and not cancel_sent:
+                    cancel_sent = True
+                    self._loop.call_soon_threadsafe(cancel)
+
+    def stop(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+
+
+def make_runner(
+    task: Task[..., Any], loop: Callable[[], _EventLoopThread]
+) -> Callable[[_core.JobContext], _core.RunnerResult]:
+    """Build the callable the C++ worker calls (GIL held) for each job of ``task``."""
+    fn = task.fn
+    name = task.name
+
+    def runner(ctx: _core.JobContext) -> _core.RunnerResult:
+        job = CurrentJob(ctx)
+        token = _current.set(job)
+        try:
+            args = json.loads(ctx.args)
+            kwargs = json.loads(ctx.kwargs)
+            result = fn(*args, **kwargs)
+            if inspect.isawaitable(result):
+                result = loop().run(_as_coroutine(result), job)
+        except BaseException as exc:  # the handler's failure is the job's error, whatever it is
+            return _error(exc)
+        finally:
+            _current.reset(token)
+        try:
+            return json.dumps(result, allow_nan=False, separators=_JSON_SEPARATORS)
+        except (TypeError, ValueError) as exc:
+            return (
+                "TypeError",
+                f"the result of task {name!r} cannot be stored as JSON "
+                f"({type(result).__name__}): {exc}",
+                "",
+            )
+
+    runner.__qualname__ = runner.__name__ = f"run[{name}]"
+    return runner
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _as_coroutine(awaitable: Any) -> Coroutine[Any, Any, Any]:
+    if inspect.iscoroutine(awaitable):
+        return awaitable
+    return _await(awaitable)
+
+
+class Worker:
+    """An embedded worker for one app: build it with ``App.worker(...)``.
+
+    Use it as a context manager (start on enter, graceful stop on exit), or call
+    :meth:`start` and :meth:`stop`. Stopping waits up to ``grace`` seconds for running jobs,
+    then returns the rest to their queue.
+    """
+
+    def __init__(
+        self,
+        broker: _core.Broker,
+        tasks: Iterable[Task[..., Any]],
+        *,
+        queues: Iterable[str],
+        concurrency: int = 8,
+        queue_concurrency: Mapping[str, int] | None = None,
+        max_batch: int = 256,
+        lease: float = 30.0,
+        heartbeat: float = 0.0,
+        poll_interval: float = 0.05,
+        grace: float = 30.0,
+        maintenance_interval: float = 0.0,
+        worker_id: str = "",
+    ) -> None:
+        self.queues = list(queues)
+        self.concurrency = concurrency
+        self.grace = grace
+        self.tasks = list(tasks)
+        self._core = _core.Worker(
+            broker,
+            queues=self.queues,
+            concurrency=concurrency,
+            queue_concurrency=dict(queue_concurrency) if queue_concurrency else None,
+            max_batch=max_batch,
+            lease=lease,
+            heartbeat=heartbeat,
+            poll_interval=poll_interval,
+            grace=grace,
+            maintenance_interval=maintenance_interval,
+            worker_id=worker_id,
+        )
+        self._loop: _EventLoopThread | None = None
+        self._loop_lock = threading.Lock()
+        self._stop_report: dict[str, Any] | None = None
+        self._core.register_builtins()
+        for task in self.tasks:
+            self._core.register(
+                task.name,
+                make_runner(task, self._event_loop),
+                retry_backoff=task.retry_backoff,
+                retry_backoff_max=task.retry_backoff_max,
+            )
+
+    def _event_loop(self) -> _EventLoopThread:
+        with self._loop_lock:
+            if self._loop is None:
+                # Only reached by a sync function that returned an awaitable; async def tasks
+                # get their loop when the worker starts.
+                self._loop = _EventLoopThread("cinejobs-asyncio")
+                self._loop.start()
+            return self._loop
+
+    @property
+    def task_names(self) -> list[str]:
+        """The names of the app's tasks this worker runs (the builtins come on top)."""
+        return [t.name for t in self.tasks]
+
+    def start(self) -> Worker:
+        """Start reserving and running jobs. Calling it again does nothing."""
+        if any(t.is_async for t in self.tasks):
+            self._event_loop()
+        self._core.start()
+        return self
+
+    def stop(self, grace: float | None = None) -> dict[str, Any]:
+        """Stop gracefully and return {"finished", "returned", "clean"}: stop reserving, wait
+        up to ``grace`` seconds (the worker's own when None) for running jobs, return the rest
+        to their queue. Safe to call twice; the second call returns the first report."""
+        if self._stop_report is None:
+            report = self._core.stop(-1.0 if grace is None else max(0.0, grace))
+            self._stop_report = dict(report)
+            if self._loop is not None:
+                # Coroutines of jobs past the grace period are cancelled as the loop stops; their
+                # handler threads see it and return (their jobs are already back in the queue).
+                self._loop.stop()
+        return self._stop_report
+
+    @property
+    def running(self) -> bool:
+        """True between start() and stop()."""
+        return self._core.running
+
+    def stats(self) -> dict[str, int]:
+        """Counters: reserved, succeeded, failed (final), retried, cancelled, released, lost,
+        running (jobs held now)."""
+        return dict(self._core.stats())
+
+    def __enter__(self) -> Worker:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
