@@ -53,27 +53,43 @@ def _describe(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def encode_json(value: object, what: str, task: str) -> str:
+class _NotJson(TypeError):
+    """Raised by the encoder's ``default`` hook for a value JSON cannot carry."""
+
+    def __init__(self, value: object) -> None:
+        super().__init__(type(value).__qualname__)
+        self.value = value
+
+
+def _refuse(value: object) -> object:
+    raise _NotJson(value)
+
+
+# One encoder for every enqueue: json.dumps() with options builds a new encoder per call, which
+# cost more than the rest of an enqueue.
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=_JSON_SEPARATORS, default=_refuse)
+
+
+def encode_json(value: list[Any] | dict[str, Any], what: str, task: str) -> str:
     """Encode ``value`` (a task's args, kwargs) as compact JSON, or raise TypeError naming the
     task and the type of the first value JSON cannot carry."""
-
-    def refuse(obj: object) -> object:
+    if not value:
+        return "[]" if isinstance(value, list) else "{}"
+    try:
+        return _ENCODER.encode(value)
+    except _NotJson as exc:
         raise TypeError(
             f"{what} of task {task!r} cannot be sent as JSON: a value of type "
-            f"{type(obj).__qualname__} ({_describe(obj)}); pass JSON types (str, int, float, "
-            "bool, None, list, dict), for example an id or a path instead of an object"
-        )
-
-    try:
-        return json.dumps(value, allow_nan=False, separators=_JSON_SEPARATORS, default=refuse)
+            f"{type(exc.value).__qualname__} ({_describe(exc.value)}); pass JSON types (str, "
+            "int, float, bool, None, list, dict), for example an id or a path instead of an "
+            "object"
+        ) from None
     except ValueError as exc:  # NaN or infinity, a circular reference
         raise TypeError(
             f"{what} of task {task!r} cannot be sent as JSON: {exc} (JSON has no NaN or "
             "infinity, and no circular structures)"
         ) from None
     except TypeError as exc:
-        if str(exc).startswith(what):
-            raise
         # e.g. "keys must be str, int, float, bool or None, not tuple"
         raise TypeError(f"{what} of task {task!r} cannot be sent as JSON: {exc}") from None
 
@@ -440,13 +456,15 @@ class App:
     ) -> _Fields:
         if args is None:
             args = ()
-        if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+        if type(args) not in (tuple, list) and (
+            isinstance(args, (str, bytes)) or not isinstance(args, Sequence)
+        ):
             raise TypeError(
                 f"args of task {name!r} must be a list or tuple, got {type(args).__qualname__}"
             )
         if kwargs is None:
             kwargs = {}
-        if not isinstance(kwargs, Mapping):
+        if type(kwargs) is not dict and not isinstance(kwargs, Mapping):
             raise TypeError(
                 f"kwargs of task {name!r} must be a dict, got {type(kwargs).__qualname__}"
             )

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Worker"]
 
-_JSON_SEPARATORS = (",", ":")
+# Built once: json.dumps() with options builds a new encoder per call, a cost per job.
+_RESULT_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 # How often a handler thread waiting for a coroutine looks at the job's cancel token.
 _CANCEL_CHECK_INTERVAL = 0.05
 
@@ -131,8 +132,9 @@ def make_runner(
         job = CurrentJob(ctx)
         token = _current.set(job)
         try:
-            args = json.loads(ctx.args)
-            kwargs = json.loads(ctx.kwargs)
+            raw_args, raw_kwargs = ctx.args, ctx.kwargs
+            args = () if raw_args == "[]" else json.loads(raw_args)
+            kwargs = {} if raw_kwargs == "{}" else json.loads(raw_kwargs)
             result = fn(*args, **kwargs)
             if inspect.isawaitable(result):
                 result = loop().run(_as_coroutine(result), job)
@@ -141,7 +143,7 @@ def make_runner(
         finally:
             _current.reset(token)
         try:
-            return json.dumps(result, allow_nan=False, separators=_JSON_SEPARATORS)
+            return "null" if result is None else _RESULT_ENCODER.encode(result)
         except (TypeError, ValueError) as exc:
             return (
                 "TypeError",
