@@ -13,6 +13,11 @@ JsonKind json_kind(std::string_view text, std::string_view what) {
   thread_local simdjson::dom::parser parser;
   simdjson::dom::element root;
   if (auto error = parser.parse(text.data(), text.size()).get(root)) {
+    if (error == simdjson::NUMBER_OUT_OF_RANGE) {
+      throw InvalidPayload(std::string(what) +
+                           " holds an integer outside the 64-bit range, which JSON readers in "
+                           "other languages cannot keep exactly: send it as a string");
+    }
     throw InvalidPayload(std::string(what) + " is not valid JSON (" +
                          simdjson::error_message(error) + ")");
   }

@@ -65,6 +65,7 @@ struct Worker::State {
     std::shared_ptr<JobContext> ctx;
     Clock::time_point deadline = Clock::time_point::max();  // soft timeout
     bool started = false;
+    bool finished = false;  // its outcome is buffered for the acker
   };
 
   State(std::shared_ptr<Broker> b, WorkerOptions o) : broker(std::move(b)), options(std::move(o)) {
@@ -114,6 +115,7 @@ struct Worker::State {
   std::vector<Fail> fails;
   std::vector<std::string> settling;    // ids whose outcome is buffered, in acks/fails order
   std::uint64_t deadlines_changed = 0;  // bumped when a job with a timeout starts
+  std::size_t active_handlers = 0;      // handler threads inside a job right now
   bool no_more_work = false;
   bool outcomes_closed = false;
 
@@ -211,6 +213,7 @@ struct Worker::State {
         if (ready.empty()) return;
         ctx = std::move(ready.front());
         ready.pop_front();
+        ++active_handlers;
         auto it = held.find(ctx->id());
         if (it != held.end()) {
           it->second.started = true;
@@ -227,6 +230,8 @@ struct Worker::State {
         heartbeat_cv.notify_all();
       }
       run(*ctx);
+      std::lock_guard lock(mutex);
+      --active_handlers;
     }
   }
 
@@ -267,7 +272,7 @@ struct Worker::State {
     } else {
       if (result.empty()) result = "null";
       std::lock_guard lock(mutex);
-      if (outcomes_closed) return;
+      if (!accept_outcome_locked(job.id)) return;
       acks.push_back(Ack{LeaseRef{job.id, job.lease_token}, std::move(result)});
       settling.push_back(job.id);
       outcomes_cv.notify_one();
@@ -292,10 +297,19 @@ struct Worker::State {
         }
     }
     std::lock_guard lock(mutex);
-    if (outcomes_closed) return;
+    if (!accept_outcome_locked(job.id)) return;
     fails.push_back(std::move(f));
     settling.push_back(job.id);
     outcomes_cv.notify_one();
+  }
+
+  // An outcome is stored only while its job is held: a stop past its grace gives up the jobs
+  // still running and returns them to the queue, and their late outcomes must not land.
+  bool accept_outcome_locked(const std::string& id) {
+    auto it = held.find(id);
+    if (outcomes_closed || it == held.end()) return false;
+    it->second.finished = true;
+    return true;
   }
 
   // ---- acker: store outcomes in batches ----
@@ -457,26 +471,36 @@ struct Worker::State {
     {
       std::unique_lock lock(mutex);
       idle_cv.wait_for(lock, grace, [&] { return held.empty(); });
-      report.finished = in_flight - held.size();
-      for (auto& [id, h] : held) {
+      // Jobs still running are given up in this one step: their token says shutdown and they
+      // leave `held`, so whatever their handlers return later is dropped (accept_outcome_locked)
+      // and the release below finds the lease still theirs.
+      for (const auto& [id, h] : held) {
+        if (h.finished) continue;
         h.ctx->request_stop(StopReason::kShutdown);
         overdue.push_back({id, h.ctx->job().lease_token});
       }
+      for (const auto& ref : overdue) forget_locked(ref.id);
+      report.finished = in_flight - overdue.size();
     }
     heartbeat.request_stop();
     if (heartbeat.joinable()) heartbeat.join();
     {
       std::lock_guard lock(mutex);
-      // Outcomes of jobs past the grace are no longer wanted: their jobs go back to the queue.
-      for (const auto& ref : overdue) forget_locked(ref.id);
-      outcomes_closed = true;
+      outcomes_closed = true;  // the acker stores what is buffered, then ends
     }
     outcomes_cv.notify_all();
     if (acker.joinable()) acker.join();
     release(overdue, report);
 
-    report.clean = overdue.empty();
-    if (report.clean) {
+    // Handler threads that are idle now (a cooperative handler returns soon after its token is
+    // set) are joined; one still busy is left to the destructor.
+    bool busy = false;
+    {
+      std::lock_guard lock(mutex);
+      busy = active_handlers > 0;
+    }
+    report.clean = !busy;
+    if (!busy) {
       for (auto& t : pool) {
         if (t.joinable()) t.join();
       }

@@ -217,7 +217,7 @@ def _run(broker_url: str, concurrency: int, stream: TextIO) -> int:
         f"worker: {stats['succeeded']} succeeded, {stats['retried']} retried, "
         f"{stats['failed']} failed",
     )
-    _say(stream, "a few results:")
+    _say(stream, "a few results (simulated metadata: no TMDB request is made yet):")
     for handle in films[:4]:
         r = handle.result(timeout=1)
         _say(

@@ -1,6 +1,7 @@
 // Job: the one document every broker stores and both languages exchange. Its JSON form (the
 // wire format) is the same on every broker; arguments, kwargs and results are JSON text kept
-// verbatim, so the core never re-encodes what a handler produced.
+// verbatim (also through to_json / job_from_json), so the core never re-encodes what a handler
+// produced.
 #pragma once
 
 #include <cstdint>
@@ -58,7 +59,7 @@ struct Job {
   std::optional<std::string> result;  // JSON text
   std::optional<JobFailure> error;
   EpochMs created_at = 0;
-  EpochMs started_at = 0;   // 0 until first reserved
+  EpochMs started_at = 0;   // first delivery's start (kept on redelivery); 0 until reserved
   EpochMs finished_at = 0;  // 0 until final
   bool cancel_requested = false;
   // Set by reserve: proves to ack, fail, extend and release that this delivery still owns the

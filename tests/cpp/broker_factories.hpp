@@ -1,0 +1,60 @@
+// Broker factories for the conformance suite. Each broker kind adds one BrokerFactory to
+// broker_factories(); the suite runs every test body against each. A factory makes isolated stores
+// (a temporary SQLite file, later a Redis key prefix or a PostgreSQL schema), and a store opens
+// any number of independent broker instances onto itself: the first is the broker a test uses,
+// further ones stand for other workers or processes sharing the store.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "cinejobs/broker.hpp"
+#include "test_support.hpp"
+
+namespace cinejobs::test {
+
+// BrokerStore: one isolated, initially empty store, deleted when the store is destroyed.
+class BrokerStore {
+ public:
+  virtual ~BrokerStore() = default;
+  // open returns a NEW broker instance with its own connection(s) onto this store. Each call is
+  // independent of the others, and it is safe to call in a child process after fork() (the child
+  // must then use only the brokers it opened itself).
+  virtual std::shared_ptr<Broker> open(const BrokerOptions& options) = 0;
+  std::shared_ptr<Broker> open() { return open(BrokerOptions{}); }
+};
+
+struct BrokerFactory {
+  // name is the broker kind (Broker::kind()), also used as the gtest parameter name.
+  std::string name;
+  // make_store creates a fresh isolated store.
+  std::function<std::unique_ptr<BrokerStore>()> make_store;
+};
+
+// PrintTo names the factory in gtest messages instead of dumping its bytes.
+inline void PrintTo(const BrokerFactory& factory, std::ostream* os) { *os << factory.name; }
+
+// SqliteStore: a database file in a fresh temporary directory.
+class SqliteStore final : public BrokerStore {
+ public:
+  std::shared_ptr<Broker> open(const BrokerOptions& options) override {
+    return open_broker(url(), options);
+  }
+  using BrokerStore::open;
+  std::string url() const { return sqlite_url(dir_.path()); }
+
+ private:
+  TempDir dir_;
+};
+
+inline BrokerFactory sqlite_factory() {
+  return {"sqlite", [] { return std::make_unique<SqliteStore>(); }};
+}
+
+// broker_factories lists every broker kind the conformance suite runs against.
+inline std::vector<BrokerFactory> broker_factories() { return {sqlite_factory()}; }
+
+}  // namespace cinejobs::test
