@@ -473,8 +473,8 @@ class App:
                 raise TypeError(
                     f"kwargs of task {name!r} must have str keys, got {type(key).__qualname__}"
                 )
-        args_json = encode_json(list(args), "args", name)
-        kwargs_json = encode_json(dict(kwargs), "kwargs", name)
+        args_json = encode_json(args if type(args) is list else list(args), "args", name)
+        kwargs_json = encode_json(kwargs if type(kwargs) is dict else dict(kwargs), "kwargs", name)
 
         if delay is not None and run_at is not None:
             raise ConfigError(f"task {name!r}: give delay or run_at, not both")

@@ -46,7 +46,8 @@ class SqliteStatement {
   SqliteStatement(const SqliteStatement&) = delete;
   SqliteStatement& operator=(const SqliteStatement&) = delete;
 
-  // Parameters are 1-based, as in SQLite.
+  // Parameters are 1-based, as in SQLite. Bound text is not copied: it must stay alive until
+  // the statement is reset.
   SqliteStatement& bind(int index, std::int64_t value);
   SqliteStatement& bind(int index, double value);
   SqliteStatement& bind(int index, std::string_view value);
