@@ -137,6 +137,7 @@ void register_worker(py::module_& m) {
       .def_property_readonly(
           "stop_reason",
           [](const JobContext& c) { return std::string(reason_name(c.stop_reason())); })
+      .def("raise_if_stopped", &JobContext::throw_if_stopped)
       .def(
           "progress",
           [](JobContext& c, double fraction, std::string step, std::string message) {

@@ -15,7 +15,7 @@ bool JobContext::request_stop(StopReason reason) noexcept {
                                          std::memory_order_acq_rel);
 }
 
-void JobContext::progress(double fraction, std::string step, std::string message) {
+void JobContext::throw_if_stopped() const {
   switch (stop_reason()) {
     case StopReason::kNone:
       break;
@@ -29,6 +29,10 @@ void JobContext::progress(double fraction, std::string step, std::string message
     case StopReason::kLeaseLost:
       throw JobCancelled("job " + job_.id + " lost its lease; another worker may run it");
   }
+}
+
+void JobContext::progress(double fraction, std::string step, std::string message) {
+  throw_if_stopped();
   if (!(fraction >= 0.0)) fraction = 0.0;  // also catches NaN
   fraction = std::min(fraction, 1.0);
   Progress p{fraction, std::move(step), std::move(message)};

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextvars
 
 from . import _core
-from .errors import JobCancelled, JobTimeout
 
 __all__ = ["CurrentJob", "current_job"]
 
@@ -72,16 +71,7 @@ class CurrentJob:
     def raise_if_cancelled(self) -> None:
         """Raise :class:`JobTimeout` or :class:`JobCancelled` if the job should stop; otherwise
         return at once without touching the broker."""
-        reason = self._ctx.stop_reason
-        if reason == "none":
-            return
-        if reason == "timeout":
-            raise JobTimeout(f"job {self.id} ran past its timeout")
-        if reason == "shutdown":
-            raise JobCancelled(f"job {self.id} was stopped: the worker is shutting down")
-        if reason == "lease_lost":
-            raise JobCancelled(f"job {self.id} lost its lease; another worker may run it")
-        raise JobCancelled(f"job {self.id} was cancelled")
+        self._ctx.raise_if_stopped()
 
     def __repr__(self) -> str:
         return f"<CurrentJob {self.id} task={self.task!r} attempt={self.attempt}>"

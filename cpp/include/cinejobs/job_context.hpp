@@ -29,6 +29,10 @@ class JobContext : public std::enable_shared_from_this<JobContext> {
   // there. Safe to call from any thread while the job runs.
   void progress(double fraction, std::string step = {}, std::string message = {});
 
+  // throw_if_stopped throws JobTimeout or JobCancelled (saying why) once the token is set, and
+  // returns at once otherwise; progress() calls it first.
+  void throw_if_stopped() const;
+
   // cancel_requested is true once the token is set, whatever the reason.
   bool cancel_requested() const noexcept { return stop_reason() != StopReason::kNone; }
   StopReason stop_reason() const noexcept {
