@@ -1,5 +1,8 @@
 #include "brokers/sqlite/sqlite_handle.hpp"
 
+#include <algorithm>
+#include <thread>
+
 #include "cinejobs/errors.hpp"
 
 namespace cinejobs::detail {
@@ -39,7 +42,8 @@ SqliteDatabase::SqliteDatabase(const std::string& path, std::chrono::millisecond
                             "): check that its directory exists and is writable");
   }
   sqlite3_extended_result_codes(db_, 1);
-  sqlite3_busy_timeout(db_, static_cast<int>(busy_timeout.count()));
+  busy_timeout_ = busy_timeout;
+  sqlite3_busy_handler(db_, &SqliteDatabase::on_busy, this);
   try {
     // WAL lets readers run beside the one writer, and several processes share the file.
     // synchronous=NORMAL in WAL mode keeps every commit across a process crash (kill -9);
@@ -56,6 +60,22 @@ SqliteDatabase::SqliteDatabase(const std::string& path, std::chrono::millisecond
     db_ = nullptr;
     throw;
   }
+}
+
+int SqliteDatabase::on_busy(void* self, int count) {
+  // SQLite's own busy handler sleeps 1, 2, 5 ... 100 ms between tries, so a process that holds
+  // the write lock in a tight loop (a worker reserving and acking) starves the others. Retrying
+  // after a yield, then after short sleeps, lets waiting processes take their turn.
+  auto* db = static_cast<SqliteDatabase*>(self);
+  const auto now = std::chrono::steady_clock::now();
+  if (count == 0) db->busy_since_ = now;
+  if (now - db->busy_since_ >= db->busy_timeout_) return 0;
+  if (count < 8) {
+    std::this_thread::yield();
+  } else {
+    std::this_thread::sleep_for(std::chrono::microseconds(std::min(count, 40) * 25));
+  }
+  return 1;
 }
 
 SqliteDatabase::~SqliteDatabase() {

@@ -33,8 +33,12 @@ class SqliteDatabase {
   std::int64_t changes() const noexcept { return sqlite3_changes64(db_); }
 
  private:
+  static int on_busy(void* self, int count);
+
   std::string path_;
   sqlite3* db_ = nullptr;
+  std::chrono::milliseconds busy_timeout_{0};
+  std::chrono::steady_clock::time_point busy_since_;  // start of the current wait for the lock
 };
 
 // SqliteStatement is a prepared statement, reset (and its bindings cleared) by reset() or by a
