@@ -47,4 +47,5 @@ PYBIND11_MODULE(_core, m) {
   cinejobs::bindings::register_errors(m);
   cinejobs::bindings::register_broker(m);
   cinejobs::bindings::register_worker(m);
+  cinejobs::bindings::register_postgres(m);
 }

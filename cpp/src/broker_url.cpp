@@ -1,7 +1,10 @@
 // open_broker: the one place broker URLs are parsed and a broker kind chosen.
+#include "broker_url.hpp"
+
 #include <charconv>
 #include <map>
 
+#include "brokers/postgres/postgres_broker.hpp"
 #include "brokers/sqlite/sqlite_broker.hpp"
 #include "cinejobs/broker.hpp"
 #include "cinejobs/errors.hpp"
@@ -58,6 +61,26 @@ std::int64_t parse_number(std::string_view url, const std::string& key, const st
 
 }  // namespace
 
+namespace detail {
+
+std::string url_percent_decode(std::string_view url, std::string_view text) {
+  return percent_decode(url, text);
+}
+
+bool apply_common_url_parameter(std::string_view url, const std::string& key,
+                                const std::string& value, BrokerOptions& options) {
+  if (key == "result_ttl_s") {
+    options.result_ttl = std::chrono::seconds(parse_number(url, key, value));
+  } else if (key == "max_payload_bytes") {
+    options.max_payload_bytes = static_cast<std::size_t>(parse_number(url, key, value));
+  } else {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace detail
+
 std::shared_ptr<Broker> open_broker(std::string_view url, BrokerOptions options) {
   if (url.empty()) {
     throw ConfigError("empty broker URL: use sqlite:///path.db (or set CINEJOBS_BROKER)");
@@ -67,8 +90,11 @@ std::shared_ptr<Broker> open_broker(std::string_view url, BrokerOptions options)
     malformed(url, "no scheme; broker URLs look like sqlite:///path.db");
   }
   const std::string_view scheme = url.substr(0, colon);
-  if (scheme == "redis" || scheme == "rediss" || scheme == "unix" || scheme == "postgres" ||
-      scheme == "postgresql") {
+  if (scheme == "postgres" || scheme == "postgresql") {
+    detail::PostgresConfig config = detail::parse_postgres_url(url, options);
+    return detail::open_postgres_broker(std::string(url), std::move(config), options);
+  }
+  if (scheme == "redis" || scheme == "rediss" || scheme == "unix") {
     throw ConfigError("the " + std::string(scheme) +
                       " broker is not available in this version of cinejobs yet; use "
                       "sqlite:///path.db");
@@ -95,10 +121,8 @@ std::shared_ptr<Broker> open_broker(std::string_view url, BrokerOptions options)
   detail::SqliteConfig config;
   config.path = path;
   for (const auto& [key, value] : params) {
-    if (key == "result_ttl_s") {
-      options.result_ttl = std::chrono::seconds(parse_number(url, key, value));
-    } else if (key == "max_payload_bytes") {
-      options.max_payload_bytes = static_cast<std::size_t>(parse_number(url, key, value));
+    if (detail::apply_common_url_parameter(url, key, value, options)) {
+      continue;
     } else if (key == "busy_timeout_ms") {
       config.busy_timeout = std::chrono::milliseconds(parse_number(url, key, value));
     } else if (key == "synchronous") {

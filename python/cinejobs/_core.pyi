@@ -126,3 +126,31 @@ def now_ms() -> int: ...
 # JSON wire form of a job as every broker stores it.
 def job_to_json(job: JobDict) -> str: ...
 def job_from_json(text: str) -> JobDict: ...
+
+# Applies the broker store's pending schema migrations (PostgreSQL; SQLite and Redis need none)
+# under an advisory lock and returns the versions applied, in order; [] when up to date.
+# Raises ConfigError for a schema newer than this cinejobs knows.
+def migrate(url: str) -> list[int]: ...
+
+# The INSERT that enqueues one job into `schema`.jobs, for running on the caller's own psycopg or
+# Django connection inside the caller's transaction (the job exists iff that transaction
+# commits). Validates the fields exactly as Broker.enqueue does (raises InvalidPayload; a bad
+# schema name raises ConfigError). Returns (sql, params): sql uses %s placeholders and contains no
+# other '%'; params are str | int | None in placeholder order (params[0] is the new job's id).
+# Executed, the statement yields one row (id: str, created: bool): created is False when a live
+# job holds the unique key and id then names it; no row when that holder committed after the
+# caller's snapshot (treat as not created). Workers are notified when the transaction commits.
+def postgres_enqueue_statement(
+    schema: str,
+    task: str,
+    queue: str,
+    args_json: str,
+    kwargs_json: str,
+    priority: int,
+    run_at_ms: int,
+    max_attempts: int,
+    unique_key: str | None,
+    timeout_ms: int,
+    *,
+    max_payload_bytes: int = 1048576,
+) -> tuple[str, list[str | int | None]]: ...

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cinejobs/broker.hpp"
+#include "postgres_server.hpp"
 #include "test_support.hpp"
 
 namespace cinejobs::test {
@@ -54,7 +55,43 @@ inline BrokerFactory sqlite_factory() {
   return {"sqlite", [] { return std::make_unique<SqliteStore>(); }};
 }
 
-// broker_factories lists every broker kind the conformance suite runs against.
-inline std::vector<BrokerFactory> broker_factories() { return {sqlite_factory()}; }
+// PostgresStore: a fresh, migrated schema in the process's server, dropped on destruction.
+class PostgresStore final : public BrokerStore {
+ public:
+  PostgresStore() : server_(PostgresServer::instance()), schema_(random_schema()) {
+    migrate_broker(url());
+  }
+  ~PostgresStore() override {
+    if (getpid() != owner_) return;
+    try {
+      server_.sql("DROP SCHEMA IF EXISTS \"" + schema_ + "\" CASCADE");
+    } catch (...) {
+      // The schema is left behind in a throwaway server; nothing else to do in a destructor.
+    }
+  }
+  std::shared_ptr<Broker> open(const BrokerOptions& options) override {
+    return open_broker(url(), options);
+  }
+  using BrokerStore::open;
+  std::string url() const { return server_.url() + "?schema=" + schema_; }
+  const std::string& schema() const noexcept { return schema_; }
+
+ private:
+  PostgresServer& server_;
+  std::string schema_;
+  pid_t owner_ = getpid();
+};
+
+inline BrokerFactory postgres_factory() {
+  return {"postgres", [] { return std::make_unique<PostgresStore>(); }};
+}
+
+// broker_factories lists every broker kind the conformance suite runs against. PostgreSQL is left
+// out only where it is not installed and the tests do not run in CI.
+inline std::vector<BrokerFactory> broker_factories() {
+  std::vector<BrokerFactory> factories = {sqlite_factory()};
+  if (PostgresServer::available() || in_ci()) factories.push_back(postgres_factory());
+  return factories;
+}
 
 }  // namespace cinejobs::test
