@@ -149,7 +149,15 @@ void register_broker(py::module_& m) {
             py::gil_scoped_release release;
             return b.purge(queue);
           },
-          py::arg("queue") = "");
+          py::arg("queue") = "")
+      .def(
+          "wait_for_update",
+          [](Broker& b, const std::string& id, double timeout) {
+            // Blocks up to `timeout` and touches no Python object.
+            py::gil_scoped_release release;
+            b.wait_for_update(id, to_ms(timeout));
+          },
+          py::arg("job_id"), py::arg("timeout"));
 
   m.def("new_job_id", &new_job_id);
   m.def("now_ms", &now_ms);

@@ -1,9 +1,16 @@
 #include "cinejobs/broker.hpp"
 
+#include <algorithm>
+#include <thread>
+
 #include "cinejobs/errors.hpp"
 #include "cinejobs/json_text.hpp"
 
 namespace cinejobs {
+
+void Broker::wait_for_update(const std::string& /*id*/, std::chrono::milliseconds max_wait) {
+  std::this_thread::sleep_for(std::min(max_wait, std::chrono::milliseconds(20)));
+}
 
 void validate_new_job(const Job& job, const BrokerOptions& options) {
   if (job.task.empty()) throw InvalidPayload("job has an empty task name");

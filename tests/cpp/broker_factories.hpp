@@ -1,6 +1,6 @@
 // Broker factories for the conformance suite. Each broker kind adds one BrokerFactory to
 // broker_factories(); the suite runs every test body against each. A factory makes isolated stores
-// (a temporary SQLite file, later a Redis key prefix or a PostgreSQL schema), and a store opens
+// (a temporary SQLite file, a Redis key prefix or a PostgreSQL schema), and a store opens
 // any number of independent broker instances onto itself: the first is the broker a test uses,
 // further ones stand for other workers or processes sharing the store.
 #pragma once
@@ -13,6 +13,7 @@
 
 #include "cinejobs/broker.hpp"
 #include "postgres_server.hpp"
+#include "redis_server.hpp"
 #include "test_support.hpp"
 
 namespace cinejobs::test {
@@ -86,10 +87,32 @@ inline BrokerFactory postgres_factory() {
   return {"postgres", [] { return std::make_unique<PostgresStore>(); }};
 }
 
-// broker_factories lists every broker kind the conformance suite runs against. PostgreSQL is left
-// out only where it is not installed and the tests do not run in CI.
+// RedisStore: a fresh random key prefix on the process's redis-server (nothing is flushed; the
+// server and its keys go when the test process exits).
+class RedisStore final : public BrokerStore {
+ public:
+  RedisStore() : server_(RedisServer::shared()), prefix_(random_prefix()) {}
+  std::shared_ptr<Broker> open(const BrokerOptions& options) override {
+    return open_broker(url(), options);
+  }
+  using BrokerStore::open;
+  std::string url() const { return server_.url(prefix_); }
+  const std::string& prefix() const noexcept { return prefix_; }
+
+ private:
+  RedisServer& server_;
+  std::string prefix_;
+};
+
+inline BrokerFactory redis_factory() {
+  return {"redis", [] { return std::make_unique<RedisStore>(); }};
+}
+
+// broker_factories lists every broker kind the conformance suite runs against. Redis and
+// PostgreSQL are left out only where they are not installed and the tests do not run in CI.
 inline std::vector<BrokerFactory> broker_factories() {
   std::vector<BrokerFactory> factories = {sqlite_factory()};
+  if (RedisServer::available() || in_ci()) factories.push_back(redis_factory());
   if (PostgresServer::available() || in_ci()) factories.push_back(postgres_factory());
   return factories;
 }

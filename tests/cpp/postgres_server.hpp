@@ -34,12 +34,6 @@
 
 namespace cinejobs::test {
 
-// in_ci tells whether the tests run in CI, where a missing server is a failure.
-inline bool in_ci() {
-  const char* ci = std::getenv("CI");
-  return ci != nullptr && (std::string_view(ci) == "true" || std::string_view(ci) == "1");
-}
-
 // postgres_bin_dir finds initdb and pg_ctl: $CINEJOBS_PG_BINDIR, else the newest
 // /usr/lib/postgresql/<version>/bin. Empty when there is none.
 inline std::string postgres_bin_dir() {

@@ -152,6 +152,12 @@ class Broker {
   // requested. A spurious return is allowed; callers reserve and wait again.
   virtual void wait_for_jobs(std::span<const std::string> queues,
                              std::chrono::milliseconds max_wait, std::stop_token stop) = 0;
+
+  // wait_for_update blocks until job `id` may have changed (progress or state) or `max_wait`
+  // passes; spurious returns are allowed, so callers read the job and wait again (JobHandle.wait,
+  // progress watchers). Brokers that can signal changes (Redis publishes them) return within a
+  // round trip of the change; the default polls: it returns after min(max_wait, 20 ms).
+  virtual void wait_for_update(const std::string& id, std::chrono::milliseconds max_wait);
 };
 
 // validate_new_job checks what every broker refuses at the door: an empty task name or queue,
@@ -159,8 +165,10 @@ class Broker {
 // over the limit. Throws InvalidPayload naming the field.
 void validate_new_job(const Job& job, const BrokerOptions& options);
 
-// open_broker parses a broker URL (sqlite:///relative.db, sqlite:////absolute.db, with query
-// parameters result_ttl_s, max_payload_bytes, synchronous, busy_timeout_ms) and opens it.
+// open_broker parses a broker URL and opens it: sqlite:///relative.db, sqlite:////absolute.db
+// (query parameters synchronous, busy_timeout_ms), redis://[[user]:password@]host[:port][/db] and
+// unix:///path/redis.sock?db=N (prefix, timeout_ms), all with result_ttl_s and
+// max_payload_bytes.
 // Throws ConfigError for a malformed URL or unknown scheme, BrokerUnavailable when the store
 // cannot be opened.
 std::shared_ptr<Broker> open_broker(std::string_view url, BrokerOptions options = {});

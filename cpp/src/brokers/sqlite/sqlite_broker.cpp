@@ -59,12 +59,15 @@ Job read_job(const SqliteStatement& s, EpochMs now) {
   return job;
 }
 
-// Wakes waiters of one database file in this process when a job is enqueued or requeued.
-// Other processes cannot be signalled through SQLite; their workers poll.
+// Wakes waiters of one database file in this process: workers when a job is enqueued or
+// requeued (notify), handles when a job changed (notify_update). Other processes cannot be
+// signalled through SQLite; their workers and handles poll.
 struct Notifier {
   std::mutex mutex;
   std::condition_variable_any cv;
+  std::condition_variable_any update_cv;
   std::uint64_t generation = 0;
+  std::uint64_t updates = 0;
 
   void notify() {
     {
@@ -72,6 +75,13 @@ struct Notifier {
       ++generation;
     }
     cv.notify_all();
+  }
+  void notify_update() {
+    {
+      std::lock_guard lock(mutex);
+      ++updates;
+    }
+    update_cv.notify_all();
   }
 };
 
@@ -201,6 +211,7 @@ class SqliteBroker final : public Broker {
     while (stmt.step()) rows.emplace_back(stmt.column_int(kSeqColumn), read_job(stmt, now));
     stmt.reset();
     tx.commit();
+    if (!rows.empty()) notifier_->notify_update();
     // RETURNING gives no order; hand jobs out in the order they were chosen.
     std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
       if (a.second.priority != b.second.priority) return a.second.priority > b.second.priority;
@@ -228,6 +239,7 @@ class SqliteBroker final : public Broker {
       applied += static_cast<std::size_t>(db_.changes());
     }
     tx.commit();
+    if (applied > 0) notifier_->notify_update();
     return applied;
   }
 
@@ -260,6 +272,7 @@ class SqliteBroker final : public Broker {
       tx.commit();
     }
     if (requeued) notifier_->notify();
+    if (applied > 0) notifier_->notify_update();
     return applied;
   }
 
@@ -280,7 +293,10 @@ class SqliteBroker final : public Broker {
       }
       tx.commit();
     }
-    if (applied > 0) notifier_->notify();
+    if (applied > 0) {
+      notifier_->notify();
+      notifier_->notify_update();
+    }
     return applied;
   }
 
@@ -309,18 +325,30 @@ class SqliteBroker final : public Broker {
   }
 
   bool set_progress(const LeaseRef& lease, const Progress& progress) override {
-    std::lock_guard lock(mutex_);
-    StatementScope scope(*progress_);
-    progress_->bind(1, std::string_view(lease.id))
-        .bind(2, static_cast<std::int64_t>(lease.lease_token))
-        .bind(3, progress.fraction)
-        .bind(4, std::string_view(progress.step))
-        .bind(5, std::string_view(progress.message));
-    progress_->step();
-    return db_.changes() > 0;
+    bool stored = false;
+    {
+      std::lock_guard lock(mutex_);
+      StatementScope scope(*progress_);
+      progress_->bind(1, std::string_view(lease.id))
+          .bind(2, static_cast<std::int64_t>(lease.lease_token))
+          .bind(3, progress.fraction)
+          .bind(4, std::string_view(progress.step))
+          .bind(5, std::string_view(progress.message));
+      progress_->step();
+      stored = db_.changes() > 0;
+    }
+    if (stored) notifier_->notify_update();
+    return stored;
   }
 
   JobState cancel(const std::string& id) override {
+    const JobState state = apply_cancel(id);
+    notifier_->notify_update();
+    return state;
+  }
+
+  // apply_cancel is cancel() without its notification.
+  JobState apply_cancel(const std::string& id) {
     std::lock_guard lock(mutex_);
     ImmediateTransaction tx(db_);
     JobState state;
@@ -431,6 +459,7 @@ class SqliteBroker final : public Broker {
       tx.commit();
     }
     if (report.requeued > 0) notifier_->notify();
+    if (report.requeued + report.failed > 0) notifier_->notify_update();
     return report;
   }
 
@@ -463,6 +492,15 @@ class SqliteBroker final : public Broker {
     std::unique_lock lock(notifier_->mutex);
     const std::uint64_t seen = notifier_->generation;
     notifier_->cv.wait_for(lock, stop, max_wait, [&] { return notifier_->generation != seen; });
+  }
+
+  void wait_for_update(const std::string& /*id*/, std::chrono::milliseconds max_wait) override {
+    // Changes made in this process wake the waiter at once; those of other processes cannot be
+    // signalled through SQLite, so the wait is capped and the caller reads the job again.
+    std::unique_lock lock(notifier_->mutex);
+    const std::uint64_t seen = notifier_->updates;
+    notifier_->update_cv.wait_for(lock, std::min(max_wait, std::chrono::milliseconds(20)),
+                                  [&] { return notifier_->updates != seen; });
   }
 
  private:
