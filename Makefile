@@ -5,7 +5,8 @@ JOBS ?= 2
 BUILD_DIR := build/dev
 CMAKE := $(VENV)/bin/cmake
 
-.PHONY: deps install build-cpp test test-cpp test-python demo bench lint format test-asan test-tsan clean
+.PHONY: deps install build-cpp test test-cpp test-python demo bench bench-sqlite bench-redis \
+  bench-deps lint format test-asan test-tsan clean
 
 deps:
 	scripts/install-deps.sh
@@ -32,18 +33,32 @@ test: test-cpp test-python
 demo: install
 	$(VENV)/bin/cinejobs demo
 
-bench: install
+# Benchmarks (bench/README.md): both, or one broker at a time.
+bench: bench-sqlite bench-redis
+
+bench-sqlite: install
 	$(PY) bench/bench_sqlite.py
+
+# Celery, RQ, redis-py and matplotlib are for the benchmark only, so `make test` stays lean:
+# installed here from pyproject's optional group "bench", not by install-deps.
+bench-deps: install
+	@$(PY) -c 'import subprocess, sys, tomllib; \
+	  deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["bench"]; \
+	  subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", \
+	    "--disable-pip-version-check", *deps])'
+
+bench-redis: bench-deps
+	$(PY) bench/bench_redis.py
 
 lint: deps
 	clang-format --dry-run --Werror $$(git ls-files 'cpp/*.cpp' 'cpp/*.hpp' 'tests/cpp/*.cpp')
-	$(VENV)/bin/ruff check python tests bench examples
-	$(VENV)/bin/ruff format --check python tests bench examples
+	$(VENV)/bin/ruff check python tests bench examples scripts
+	$(VENV)/bin/ruff format --check python tests bench examples scripts
 	$(VENV)/bin/mypy
 
 format: deps
 	clang-format -i $$(git ls-files 'cpp/*.cpp' 'cpp/*.hpp' 'tests/cpp/*.cpp')
-	$(VENV)/bin/ruff format python tests bench examples
+	$(VENV)/bin/ruff format python tests bench examples scripts
 
 test-asan: deps
 	$(CMAKE) -S . -B build/asan -G Ninja -DCMAKE_MAKE_PROGRAM=$(abspath $(VENV)/bin/ninja) \

@@ -15,6 +15,7 @@ with app.worker(concurrency=8):
 
 from __future__ import annotations
 
+from . import postgres
 from ._core import __version__
 from .app import App, Task
 from .context import CurrentJob, current_job
@@ -51,4 +52,5 @@ __all__ = [
     "Worker",
     "__version__",
     "current_job",
+    "postgres",
 ]

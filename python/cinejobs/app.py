@@ -439,8 +439,8 @@ class App:
             )
         return task, known
 
+    @staticmethod
     def _job_fields(
-        self,
         name: str,
         task: Task[..., Any] | None,
         args: Sequence[Any] | None,

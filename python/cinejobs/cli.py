@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__
+from . import __version__, _core
 from ._status import StatusLine
 from .app import DEFAULT_BROKER_URL, App, default_broker_url
 from .errors import CinejobsError, UniqueConflict
@@ -291,6 +291,18 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    url = args.broker or default_broker_url()
+    if args.app:
+        url = args.broker or load_app(args.app).broker_url
+    applied = _core.migrate(url)
+    if applied:
+        print(f"applied migration(s) {', '.join(map(str, applied))} to {url}")
+    else:
+        print(f"{url}: schema is up to date")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -434,6 +446,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--timeout", type=float, metavar="S", help="soft run-time limit in seconds")
     e.set_defaults(func=cmd_enqueue)
+
+    m = sub.add_parser(
+        "migrate",
+        parents=[common],
+        help="create or upgrade the broker's schema (PostgreSQL)",
+        description="Apply the broker store's pending schema migrations, in order and under a "
+        "lock, so it is safe to run from several deploys at once; running it again does "
+        "nothing. PostgreSQL brokers need it before workers start (workers never alter the "
+        "schema unless the URL says migrate=true); SQLite creates its schema itself.",
+    )
+    m.add_argument("--app", metavar="MODULE:ATTR", help="take the broker URL from this app")
+    m.set_defaults(func=cmd_migrate)
 
     d = sub.add_parser(
         "demo",

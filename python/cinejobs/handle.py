@@ -70,13 +70,14 @@ class JobHandle:
     def wait(self, timeout: float | None = None, poll: float = 0.25) -> str:
         """Block until the job is final and return its state (succeeded, failed, cancelled).
 
-        Polls the broker, starting at a few milliseconds and growing to ``poll`` seconds (a
-        SQLite store cannot push a notice across processes). Raises the builtin TimeoutError
-        when the job is not final within ``timeout`` seconds (None: wait for ever).
+        Between two looks at the job it waits for the broker's notice that the job may have
+        changed (Redis pushes one on every change; SQLite, which cannot push a notice across
+        processes, waits a short while), never longer than ``poll`` seconds at a time. Raises
+        the builtin TimeoutError when the job is not final within ``timeout`` seconds (None:
+        wait for ever).
         """
         limit = float("inf") if timeout is None else float(timeout)
         deadline = time.monotonic() + limit
-        interval = 0.005
         while True:
             state = self.status()
             if state in FINAL_STATES:
@@ -84,8 +85,9 @@ class JobHandle:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"job {self.id} is still {state} after {limit:g} s")
-            time.sleep(min(interval, left))
-            interval = min(interval * 1.5, max(poll, 0.005))
+            # Returns early on a change since the previous wait (none is missed between the
+            # read above and this wait), or spuriously; the GIL is released meanwhile.
+            self._broker.wait_for_update(self.id, min(left, max(poll, 0.005)))
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the job (see :meth:`wait`) and return its result, parsed from JSON.

@@ -1,42 +1,111 @@
 """Fixtures of the Python suites: broker URLs for every broker kind, an app on each, real CLI
-workers as subprocesses."""
+workers as subprocesses, real redis-server processes."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from helpers import StartWorker, WorkerProcess, wait_until
+from helpers import StartCliWorker, StartWorker, WorkerProcess, wait_until
 
 import cinejobs
+
+TESTS_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS_DIR.parents[1] / "scripts"))
+
+from postgres_server import PostgresServer, find_postgres_bindir  # noqa: E402
+from redis_server import RedisServer, find_redis_server  # noqa: E402
 
 # A developer's environment (CINEJOBS_BROKER, ...) must not leak into the tests, nor into the
 # workers they start.
 for _name in [n for n in os.environ if n.startswith("CINEJOBS_")]:
     del os.environ[_name]
 
-TESTS_DIR = Path(__file__).resolve().parent
+IN_CI = os.environ.get("CI", "").lower() in {"true", "1", "yes"}
 
 
-def _sqlite_url(tmp_path: Path) -> str:
+def need_server(message: str) -> None:
+    """A server a test needs is missing: fail in CI, skip elsewhere (STYLE.md, Tests)."""
+    if IN_CI:
+        pytest.fail(f"{message} (CI must run every broker's tests)", pytrace=False)
+    pytest.skip(message)
+
+
+def _sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/jobs.db"
 
 
-# One factory per broker kind; the suites run once per kind. Redis and PostgreSQL join here
-# when their brokers exist (each giving every test its own key prefix / database).
-BROKER_FACTORIES: dict[str, Callable[[Path], str]] = {
+def _redis_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    # One server for the session; each test its own key prefix, so nothing is flushed.
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return server.url(prefix=f"test-{uuid.uuid4().hex}:")
+
+
+def _postgres_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    # One server for the session; each test its own schema, migrated on first open.
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return f"{server.url()}?schema=t_{uuid.uuid4().hex[:16]}&migrate=true"
+
+
+# One factory per broker kind; the suites run once per kind, each test on an empty broker.
+BROKER_FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
     "sqlite": _sqlite_url,
+    "redis": _redis_url,
+    "postgres": _postgres_url,
 }
 
 
 @pytest.fixture(params=sorted(BROKER_FACTORIES))
 def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty broker of each kind."""
-    return BROKER_FACTORIES[request.param](tmp_path)
+    return BROKER_FACTORIES[request.param](request, tmp_path)
+
+
+def _start_redis(directory: Path | None = None) -> RedisServer:
+    if find_redis_server() is None:
+        need_server("redis-server is not installed (scripts/install-deps.sh installs it)")
+    return RedisServer(directory).start()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server (appendonly, appendfsync always) on a free loopback port for the
+    whole session; tests share it through their own key prefixes."""
+    server = _start_redis()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL cluster on a free loopback port for the whole session; tests share it
+    through their own schemas."""
+    if find_postgres_bindir() is None:
+        need_server("PostgreSQL is not installed (scripts/install-deps.sh installs it)")
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def start_redis() -> Iterator[Callable[[], RedisServer]]:
+    """Start a redis-server of the test's own (for tests that stop, restart or freeze it);
+    every one is stopped and its directory removed at teardown."""
+    servers: list[RedisServer] = []
+
+    def start() -> RedisServer:
+        server = _start_redis()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.kill()
+        server.close()
 
 
 @pytest.fixture
@@ -54,12 +123,13 @@ def wait() -> Callable[..., object]:
 
 
 @pytest.fixture
-def start_worker(broker_url: str, tmp_path: Path) -> Iterator[StartWorker]:
-    """Start the real CLI worker (`python -m cinejobs worker`) on the test's broker, with an
+def start_cli_worker(tmp_path: Path) -> Iterator[StartCliWorker]:
+    """Start the real CLI worker (`python -m cinejobs worker`) on a given broker URL, with an
     app module from tests/python/apps. Workers still alive at teardown are killed."""
     started: list[WorkerProcess] = []
 
     def start(
+        broker_url: str,
         app: str = "apps.faults:app",
         *,
         queues: Sequence[str] | None = None,
@@ -113,6 +183,16 @@ def start_worker(broker_url: str, tmp_path: Path) -> Iterator[StartWorker]:
         if worker.proc.poll() is None:
             worker.proc.kill()
             worker.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def start_worker(broker_url: str, start_cli_worker: StartCliWorker) -> StartWorker:
+    """Start the real CLI worker on the test's broker (see start_cli_worker)."""
+
+    def start(app: str = "apps.faults:app", **options: object) -> WorkerProcess:
+        return start_cli_worker(broker_url, app, **options)
+
+    return start
 
 
 def pytest_report_header() -> str:

@@ -95,3 +95,6 @@ class WorkerProcess:
 
 
 StartWorker = Callable[..., WorkerProcess]
+"""start_worker(app="apps.faults:app", *, queues, concurrency, lease, grace, extra)"""
+StartCliWorker = Callable[..., WorkerProcess]
+"""start_cli_worker(broker_url, app="apps.faults:app", *, queues, concurrency, lease, ...)"""

@@ -32,6 +32,7 @@ def test_public_api_is_reexported_with_all() -> None:
         "JobCancelled",
         "JobTimeout",
         "JobFailed",
+        "postgres",  # the module: cinejobs.postgres.enqueue(conn, task, ...)
     }
     assert set(cinejobs.__all__) == expected
     for name in expected:

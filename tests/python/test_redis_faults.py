@@ -1,0 +1,229 @@
+"""Faults the Redis broker promises to survive, each caused for real against a redis-server
+started by the test on a free loopback port (append-only file, appendfsync always):
+
+- redis-server restarted (SIGTERM) or killed (SIGKILL) and started again on the same port
+  while a producer keeps enqueuing and a `cinejobs worker` process keeps running jobs: every
+  enqueue that returned is processed, and both sides reconnect by themselves;
+- Redis unreachable (nothing listening, a listener that never answers, a frozen server): a
+  BrokerUnavailable naming host:port within the configured timeout, never a hang.
+
+A SIGKILLed worker's jobs (completed once each after their leases expire) are shown by
+test_faults.py, which runs on every broker kind, Redis included.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from helpers import StartCliWorker, read_lines, record_ids, wait_until
+
+from cinejobs import App, BrokerUnavailable
+from redis_server import RedisServer, free_port
+
+pytestmark = pytest.mark.slow
+
+# How long a test lets one Redis call take before it must have failed (the broker URL's
+# timeout_ms is 500): generous for a loaded 2-core machine, far below a hang.
+PROMPT = 5.0
+
+
+@pytest.fixture
+def logdir(tmp_path: Path) -> Path:
+    path = tmp_path / "logs"
+    path.mkdir()
+    return path
+
+
+def fresh_prefix() -> str:
+    return f"test-{uuid.uuid4().hex}:"
+
+
+class Producer(threading.Thread):
+    """Enqueues `faults.work` jobs one call at a time until stopped, pacing itself lightly.
+    An enqueue that raised BrokerUnavailable is retried (it may or may not have been stored:
+    at least once); ``acked`` holds the id of every enqueue that returned."""
+
+    def __init__(self, url: str, logdir: Path) -> None:
+        super().__init__(name="producer", daemon=True)
+        self.app = App(url)
+        self.logdir = logdir
+        self.acked: list[str] = []
+        self.failures = 0
+        self.error: BaseException | None = None
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.halt.is_set():
+                try:
+                    handle = self.app.enqueue(
+                        "faults.work",
+                        kwargs={"logdir": str(self.logdir), "seconds": 0},
+                    )
+                except BrokerUnavailable:
+                    self.failures += 1
+                    self.halt.wait(0.05)  # back off while Redis is away; then the same job again
+                    continue
+                self.acked.append(handle.id)
+                self.halt.wait(0.002)  # a steady stream, not a flood the worker cannot follow
+        except BaseException as exc:  # surfaced by finish()
+            self.error = exc
+
+    def finish(self) -> list[str]:
+        self.halt.set()
+        self.join(timeout=30)
+        assert not self.is_alive(), "the producer did not stop"
+        if self.error is not None:
+            raise AssertionError(f"the producer failed: {self.error!r}") from self.error
+        return list(self.acked)
+
+
+@pytest.fixture
+def producers() -> Iterator[list[Producer]]:
+    started: list[Producer] = []
+    yield started
+    for producer in started:
+        producer.halt.set()
+        producer.join(timeout=30)
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+def test_redis_restart_under_load_loses_no_enqueue_that_returned(
+    how: str,
+    start_redis: Callable[[], RedisServer],
+    start_cli_worker: StartCliWorker,
+    producers: list[Producer],
+    logdir: Path,
+) -> None:
+    server = start_redis()
+    url = server.url(prefix=fresh_prefix(), timeout_ms=500)
+    worker = start_cli_worker(url, concurrency=4, lease=2.0)
+    worker.wait_started()
+    producer = Producer(url, logdir)
+    producers.append(producer)
+    producer.start()
+
+    def completed() -> set[str]:
+        return set(record_ids(logdir / "completed.log"))
+
+    wait_until(
+        lambda: len(producer.acked) >= 100 and len(completed()) >= 50,
+        timeout=60,
+        what="jobs to flow before the restart",
+    )
+    if how == "sigterm":
+        server.stop()  # Redis fsyncs the append-only file and exits
+    else:
+        server.kill()  # nothing but what appendfsync always already wrote survives
+    # Redis stays away until both sides have seen it gone: the producer's enqueues fail, and
+    # the worker logs an error naming the server (its start line names it once already).
+    failures_before = producer.failures
+    wait_until(
+        lambda: (
+            producer.failures > failures_before + 5 and worker.output().count(server.address) > 1
+        ),
+        timeout=30,
+        what="the producer and the worker to see Redis gone",
+    )
+    server.start()  # same port, same directory: the append-only file is loaded again
+    acked_at_restart = len(producer.acked)
+    wait_until(
+        lambda: len(producer.acked) >= acked_at_restart + 100,
+        timeout=60,
+        what="the producer to enqueue again after the restart",
+    )
+    acked = producer.finish()
+    after_restart = set(acked[acked_at_restart:])
+
+    def all_processed() -> bool:
+        return set(acked) <= completed()
+
+    wait_until(
+        all_processed,
+        timeout=90,
+        interval=0.05,
+        what=f"all {len(acked)} acknowledged jobs to be processed",
+    )
+    assert worker.proc.poll() is None, f"the worker died:\n{worker.output()}"
+    runs = Counter(record_ids(logdir / "completed.log"))
+    assert all(runs[job_id] >= 1 for job_id in acked)
+    # The same worker process ran jobs enqueued after the restart: it reconnected by itself.
+    assert any(
+        int(line.split()[2]) == worker.pid and line.split()[0] in after_restart
+        for line in read_lines(logdir / "completed.log")
+    )
+    app = App(url)
+    wait_until(
+        lambda: all(app.get_job(job_id).status() == "succeeded" for job_id in acked),
+        timeout=30,
+        interval=0.1,
+        what="every acknowledged job to be stored as succeeded",
+    )
+
+
+def test_enqueue_with_nothing_listening_names_host_and_port_at_once() -> None:
+    port = free_port()
+    app = App(f"redis://127.0.0.1:{port}/0?timeout_ms=500")
+    start = time.monotonic()
+    with pytest.raises(BrokerUnavailable, match=f"127\\.0\\.0\\.1:{port}"):
+        app.enqueue("t.anything")
+    assert time.monotonic() - start < PROMPT
+
+
+@pytest.fixture
+def mute_listener() -> Iterator[int]:
+    """A port that accepts TCP connections (into the listen backlog) and never answers: a
+    Redis that is there but hangs."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        sock.close()
+
+
+def test_enqueue_to_a_redis_that_never_answers_fails_within_the_timeout(
+    mute_listener: int,
+) -> None:
+    app = App(f"redis://127.0.0.1:{mute_listener}/0?timeout_ms=500")
+    start = time.monotonic()
+    with pytest.raises(BrokerUnavailable, match=f"127\\.0\\.0\\.1:{mute_listener}"):
+        app.enqueue("t.anything")
+    assert time.monotonic() - start < PROMPT
+
+
+def test_enqueue_to_a_frozen_redis_times_out_then_works_once_it_thaws(
+    start_redis: Callable[[], RedisServer],
+) -> None:
+    server = start_redis()
+    assert server.proc is not None
+    app = App(server.url(prefix=fresh_prefix(), timeout_ms=500))
+    first = app.enqueue("t.anything")  # connected and working
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        with pytest.raises(BrokerUnavailable, match=f"127\\.0\\.0\\.1:{server.port}"):
+            app.enqueue("t.anything")
+        assert time.monotonic() - start < PROMPT
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    # The same app carries on once Redis answers again.
+    second = wait_until(lambda: _enqueue_or_none(app), timeout=30, what="enqueue to work again")
+    assert {first.status(), second.status()} == {"queued"}
+
+
+def _enqueue_or_none(app: App) -> object:
+    try:
+        return app.enqueue("t.anything")
+    except BrokerUnavailable:
+        return None
