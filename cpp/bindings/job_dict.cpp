@@ -53,6 +53,22 @@ void read(const py::dict& d, const char* key, T& out) {
 }
 }  // namespace
 
+Job job_from_fields(EnqueueTuple fields) {
+  Job job;
+  auto& [task, queue, args, kwargs, priority, run_at, max_attempts, unique_key, timeout_ms] =
+      fields;
+  job.task = std::move(task);
+  job.queue = std::move(queue);
+  job.args = std::move(args);
+  job.kwargs = std::move(kwargs);
+  job.priority = priority;
+  job.run_at = run_at;
+  job.max_attempts = max_attempts;
+  job.unique_key = std::move(unique_key);
+  job.timeout_ms = timeout_ms;
+  return job;
+}
+
 Job job_from_dict(const py::dict& d) {
   Job job;
   read(d, "id", job.id);

@@ -9,25 +9,6 @@ namespace cinejobs::bindings {
 
 namespace {
 
-using EnqueueTuple = std::tuple<std::string, std::string, std::string, std::string, int,
-                                std::int64_t, int, std::optional<std::string>, std::int64_t>;
-
-Job job_from_fields(EnqueueTuple fields) {
-  Job job;
-  auto& [task, queue, args, kwargs, priority, run_at, max_attempts, unique_key, timeout_ms] =
-      fields;
-  job.task = std::move(task);
-  job.queue = std::move(queue);
-  job.args = std::move(args);
-  job.kwargs = std::move(kwargs);
-  job.priority = priority;
-  job.run_at = run_at;
-  job.max_attempts = max_attempts;
-  job.unique_key = std::move(unique_key);
-  job.timeout_ms = timeout_ms;
-  return job;
-}
-
 std::shared_ptr<Broker> open(const std::string& url, std::size_t max_payload_bytes,
                              double result_ttl) {
   BrokerOptions options;

@@ -4,6 +4,7 @@
 #include "cinejobs/broker.hpp"
 #include "cinejobs/migrate.hpp"
 #include "cinejobs/postgres.hpp"
+#include "job_dict.hpp"
 
 namespace cinejobs::bindings {
 
@@ -21,16 +22,9 @@ void register_postgres(py::module_& m) {
          std::string kwargs, int priority, std::int64_t run_at, int max_attempts,
          std::optional<std::string> unique_key, std::int64_t timeout_ms,
          std::size_t max_payload_bytes) {
-        Job job;
-        job.task = std::move(task);
-        job.queue = std::move(queue);
-        job.args = std::move(args);
-        job.kwargs = std::move(kwargs);
-        job.priority = priority;
-        job.run_at = run_at;
-        job.max_attempts = max_attempts;
-        job.unique_key = std::move(unique_key);
-        job.timeout_ms = timeout_ms;
+        const Job job =
+            job_from_fields({std::move(task), std::move(queue), std::move(args), std::move(kwargs),
+                             priority, run_at, max_attempts, std::move(unique_key), timeout_ms});
         BrokerOptions options;
         options.max_payload_bytes = max_payload_bytes;
         SqlStatement statement = postgres_enqueue_statement(schema, job, options);
