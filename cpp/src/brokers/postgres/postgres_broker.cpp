@@ -1,10 +1,12 @@
 #include "brokers/postgres/postgres_broker.hpp"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <pqxx/stream_to>
 #include <random>
 #include <set>
 #include <thread>
@@ -99,6 +101,14 @@ constexpr std::string_view kEnqueueManySql =
     "LEFT JOIN :\"schema\".jobs l ON l.unique_key = i.unique_key AND l.state IN (0, 1, 2) "
     "WHERE i.unique_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM ins c WHERE c.id = i.id) "
     "UNION ALL SELECT -1, count(*)::text FROM woke";
+
+// enqueue_many's COPY path: the columns it writes, and the wake-up it sends in the same
+// transaction (delivered at commit, like the INSERTs' pg_notify).
+const std::array<std::string, 14> kCopyColumns = {
+    "id",      "task",         "queue",      "args",  "kwargs",     "priority",   "run_at",
+    "attempt", "max_attempts", "timeout_ms", "state", "created_at", "started_at", "finished_at"};
+constexpr std::string_view kNotifyQueuesSql =
+    "SELECT pg_notify(:'channel', q) FROM unnest($1::text[]) AS q";
 
 constexpr std::string_view kLiveByKeySql =
     "SELECT id::text FROM :\"schema\".jobs WHERE unique_key = $1 AND state IN (0, 1, 2)";
@@ -452,6 +462,12 @@ class PostgresBroker final : public Broker {
     for (const Job& job : jobs) results.push_back(EnqueueResult{id_for(job), true});
 
     const EpochMs now = now_ms();
+    const bool any_key = std::any_of(jobs.begin(), jobs.end(),
+                                     [](const Job& j) { return j.unique_key.has_value(); });
+    if (!any_key) {
+      copy_jobs(jobs, results, now);
+      return results;
+    }
     PgArray ids, tasks, queues, args, kwargs, priorities, run_ats, max_attempts, keys, timeouts,
         states, created;
     std::size_t payload = 0;
@@ -497,9 +513,7 @@ class PostgresBroker final : public Broker {
     for (const std::size_t index : unresolved) {
       results[index] = enqueue_one(jobs[index], results[index].id);
     }
-    std::set<std::string_view> queues_seen;
-    for (const Job& job : jobs) queues_seen.insert(job.queue);
-    for (const auto& q : queues_seen) notifier_.bump(std::string(q));
+    bump_queues_of(jobs);
     return results;
   }
 
@@ -760,11 +774,53 @@ class PostgresBroker final : public Broker {
   }
 
  private:
+  // copy_jobs stores a batch that holds no unique key, so nothing can conflict, through COPY:
+  // PostgreSQL's bulk path, about twice the rows per second of the multi-row INSERT here. One
+  // transaction holds the rows and the wake-up, so both or neither happen.
+  void copy_jobs(std::span<const Job> jobs, const std::vector<EnqueueResult>& results,
+                 EpochMs now) {
+    std::set<std::string_view> queues_seen;
+    for (const Job& job : jobs) queues_seen.insert(job.queue);
+    PgArray queue_names;
+    for (const auto& q : queues_seen) queue_names.add(q);
+    const std::string notify_queues = queue_names.take();
+    const std::string table = "\"" + config_.schema + "\".jobs";
+    pool_.run("enqueueing a batch of jobs", [&](pqxx::connection& c) {
+      pqxx::work tx(c);
+      try {
+        pqxx::stream_to copy(tx, table, kCopyColumns);
+        for (std::size_t i = 0; i < jobs.size(); ++i) {
+          const Job& job = jobs[i];
+          const EpochMs run_at = job.run_at > 0 ? job.run_at : now;
+          const std::int64_t state =
+              run_at > now ? code(JobState::kScheduled) : code(JobState::kQueued);
+          copy << std::forward_as_tuple(results[i].id, job.task, job.queue, job.args, job.kwargs,
+                                        job.priority, run_at, 0, job.max_attempts, job.timeout_ms,
+                                        state, job.created_at > 0 ? job.created_at : now, 0, 0);
+        }
+        copy.complete();
+      } catch (const pqxx::unique_violation& e) {
+        throw InvalidPayload(std::string("a job id given to enqueue already exists (") + e.what() +
+                             ")");
+      }
+      tx.exec_prepared("cj_notify_queues", notify_queues);
+      tx.commit();
+    });
+    bump_queues_of(jobs);
+  }
+
+  void bump_queues_of(std::span<const Job> jobs) {
+    std::set<std::string_view> queues_seen;
+    for (const Job& job : jobs) queues_seen.insert(job.queue);
+    for (const auto& q : queues_seen) notifier_.bump(std::string(q));
+  }
+
   void prepare(pqxx::connection& c) {
     const std::string& s = config_.schema;
     c.prepare("cj_enqueue_one", with_schema(kEnqueueOneSql, s));
     c.prepare("cj_enqueue_many", with_schema(kEnqueueManySql, s));
     c.prepare("cj_live_by_key", with_schema(kLiveByKeySql, s));
+    c.prepare("cj_notify_queues", with_schema(kNotifyQueuesSql, s));
     c.prepare("cj_reserve", with_schema(reserve_sql(), s));
     c.prepare("cj_ack", with_schema(kAckSql, s));
     c.prepare("cj_fail", with_schema(kFailSql, s));
