@@ -61,7 +61,11 @@ def _free_port() -> int:
 class PostgresServer:
     """One throwaway cluster; use as a context manager, or start() / stop()."""
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        """``durable`` keeps PostgreSQL's fsync and full-page writes on, as a production server
+        has them (benchmarks); tests turn them off, since a process crash loses nothing
+        without them, only a machine crash would."""
+        self.durable = durable
         bindir = find_postgres_bindir()
         if bindir is None:
             raise PostgresServerError(
@@ -94,10 +98,10 @@ class PostgresServer:
         return log.read_text(errors="replace")[-2000:] if log.exists() else ""
 
     def _options(self) -> str:
-        return (
-            f"-p {self.port} -k {self.dir} -c listen_addresses={HOST} -c fsync=off "
-            "-c full_page_writes=off -c max_connections=200"
-        )
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses={HOST} -c max_connections=200"
+        if not self.durable:
+            options += " -c fsync=off -c full_page_writes=off"
+        return options
 
     def start(self) -> PostgresServer:
         done = self._run(
@@ -150,6 +154,10 @@ class PostgresServer:
     def restart(self) -> None:
         """Stop and start again on the same port with the same data."""
         self.stop()
+        self.start_again()
+
+    def start_again(self) -> None:
+        """Start a stopped server again on the same port with the same data."""
         deadline = time.monotonic() + 30
         while not self._pg_ctl_start():
             if time.monotonic() > deadline:

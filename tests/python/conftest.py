@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from helpers import StartCliWorker, StartWorker, WorkerProcess, wait_until
+from helpers import Producer, StartCliWorker, StartWorker, WorkerProcess, wait_until
 
 import cinejobs
 
@@ -106,6 +106,42 @@ def start_redis() -> Iterator[Callable[[], RedisServer]]:
     for server in servers:
         server.kill()
         server.close()
+
+
+@pytest.fixture
+def start_postgres() -> Iterator[Callable[[], PostgresServer]]:
+    """Start a PostgreSQL cluster of the test's own (for tests that stop or restart it); every
+    one is stopped and removed at teardown."""
+    if find_postgres_bindir() is None:
+        need_server("PostgreSQL is not installed (scripts/install-deps.sh installs it)")
+    servers: list[PostgresServer] = []
+
+    def start() -> PostgresServer:
+        server = PostgresServer().start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def logdir(tmp_path: Path) -> Path:
+    """A directory for the record files the test apps write."""
+    path = tmp_path / "logs"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def producers() -> Iterator[list[Producer]]:
+    """Producer threads a test starts; each is halted and joined at teardown."""
+    started: list[Producer] = []
+    yield started
+    for producer in started:
+        producer.halt.set()
+        producer.join(timeout=30)
 
 
 @pytest.fixture

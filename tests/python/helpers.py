@@ -6,10 +6,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+
+from cinejobs import App, BrokerUnavailable
 
 T = TypeVar("T")
 
@@ -98,3 +101,43 @@ StartWorker = Callable[..., WorkerProcess]
 """start_worker(app="apps.faults:app", *, queues, concurrency, lease, grace, extra)"""
 StartCliWorker = Callable[..., WorkerProcess]
 """start_cli_worker(broker_url, app="apps.faults:app", *, queues, concurrency, lease, ...)"""
+
+
+class Producer(threading.Thread):
+    """Enqueues `faults.work` jobs one call at a time until stopped, pacing itself lightly.
+    An enqueue that raised BrokerUnavailable is retried (it may or may not have been stored:
+    at least once); ``acked`` holds the id of every enqueue that returned."""
+
+    def __init__(self, url: str, logdir: Path) -> None:
+        super().__init__(name="producer", daemon=True)
+        self.app = App(url)
+        self.logdir = logdir
+        self.acked: list[str] = []
+        self.failures = 0
+        self.error: BaseException | None = None
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.halt.is_set():
+                try:
+                    handle = self.app.enqueue(
+                        "faults.work",
+                        kwargs={"logdir": str(self.logdir), "seconds": 0},
+                    )
+                except BrokerUnavailable:
+                    self.failures += 1
+                    self.halt.wait(0.05)  # back off while Redis is away; then the same job again
+                    continue
+                self.acked.append(handle.id)
+                self.halt.wait(0.002)  # a steady stream, not a flood the worker cannot follow
+        except BaseException as exc:  # surfaced by finish()
+            self.error = exc
+
+    def finish(self) -> list[str]:
+        self.halt.set()
+        self.join(timeout=30)
+        assert not self.is_alive(), "the producer did not stop"
+        if self.error is not None:
+            raise AssertionError(f"the producer failed: {self.error!r}") from self.error
+        return list(self.acked)

@@ -23,13 +23,6 @@ pytestmark = pytest.mark.slow
 FINAL = {"succeeded", "failed", "cancelled"}
 
 
-@pytest.fixture
-def logdir(tmp_path: Path) -> Path:
-    path = tmp_path / "logs"
-    path.mkdir()
-    return path
-
-
 def work(app: App, logdir: Path, seconds: float, **options: Any) -> JobHandle:
     return app.enqueue("faults.work", kwargs={"logdir": str(logdir), "seconds": seconds}, **options)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import threading
 import time
 import uuid
 from collections import Counter
@@ -24,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import StartCliWorker, read_lines, record_ids, wait_until
+from helpers import Producer, StartCliWorker, read_lines, record_ids, wait_until
 
 from cinejobs import App, BrokerUnavailable
 from redis_server import RedisServer, free_port
@@ -36,64 +35,8 @@ pytestmark = pytest.mark.slow
 PROMPT = 5.0
 
 
-@pytest.fixture
-def logdir(tmp_path: Path) -> Path:
-    path = tmp_path / "logs"
-    path.mkdir()
-    return path
-
-
 def fresh_prefix() -> str:
     return f"test-{uuid.uuid4().hex}:"
-
-
-class Producer(threading.Thread):
-    """Enqueues `faults.work` jobs one call at a time until stopped, pacing itself lightly.
-    An enqueue that raised BrokerUnavailable is retried (it may or may not have been stored:
-    at least once); ``acked`` holds the id of every enqueue that returned."""
-
-    def __init__(self, url: str, logdir: Path) -> None:
-        super().__init__(name="producer", daemon=True)
-        self.app = App(url)
-        self.logdir = logdir
-        self.acked: list[str] = []
-        self.failures = 0
-        self.error: BaseException | None = None
-        self.halt = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self.halt.is_set():
-                try:
-                    handle = self.app.enqueue(
-                        "faults.work",
-                        kwargs={"logdir": str(self.logdir), "seconds": 0},
-                    )
-                except BrokerUnavailable:
-                    self.failures += 1
-                    self.halt.wait(0.05)  # back off while Redis is away; then the same job again
-                    continue
-                self.acked.append(handle.id)
-                self.halt.wait(0.002)  # a steady stream, not a flood the worker cannot follow
-        except BaseException as exc:  # surfaced by finish()
-            self.error = exc
-
-    def finish(self) -> list[str]:
-        self.halt.set()
-        self.join(timeout=30)
-        assert not self.is_alive(), "the producer did not stop"
-        if self.error is not None:
-            raise AssertionError(f"the producer failed: {self.error!r}") from self.error
-        return list(self.acked)
-
-
-@pytest.fixture
-def producers() -> Iterator[list[Producer]]:
-    started: list[Producer] = []
-    yield started
-    for producer in started:
-        producer.halt.set()
-        producer.join(timeout=30)
 
 
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])
