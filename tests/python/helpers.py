@@ -141,3 +141,65 @@ class Producer(threading.Thread):
         if self.error is not None:
             raise AssertionError(f"the producer failed: {self.error!r}") from self.error
         return list(self.acked)
+
+
+def run_through_a_restart(
+    url: str,
+    worker: WorkerProcess,
+    producers: list[Producer],
+    logdir: Path,
+    *,
+    stop: Callable[[], object],
+    start: Callable[[], object],
+    address: str,
+    down_for: float = 0.0,
+) -> list[str]:
+    """Drive the broker restart the fault suites share: with ``worker`` (a started CLI worker
+    running tests/python/apps/faults.py) and a Producer enqueuing on ``url``, let jobs flow,
+    ``stop`` the server, keep it down until both sides have seen it gone (the producer's
+    enqueues fail, the worker logs an error naming ``address`` beyond its start line) and at
+    least ``down_for`` seconds, ``start`` it again, let the producer enqueue 100 more, and wait
+    until the worker has completed every job whose enqueue returned. Returns those job ids."""
+    producer = Producer(url, logdir)
+    producers.append(producer)
+    producer.start()
+
+    def completed() -> set[str]:
+        return set(record_ids(logdir / "completed.log"))
+
+    wait_until(
+        lambda: len(producer.acked) >= 100 and len(completed()) >= 50,
+        timeout=60,
+        what="jobs to flow before the restart",
+    )
+    stop()
+    stopped_at = time.monotonic()
+    failures_before = producer.failures
+    wait_until(
+        lambda: producer.failures > failures_before + 5 and worker.output().count(address) > 1,
+        timeout=30,
+        what=f"the producer and the worker to see the server at {address} gone",
+    )
+    time.sleep(max(0.0, stopped_at + down_for - time.monotonic()))  # the outage itself
+    start()
+    acked_at_restart = len(producer.acked)
+    wait_until(
+        lambda: len(producer.acked) >= acked_at_restart + 100,
+        timeout=60,
+        what="the producer to enqueue again after the restart",
+    )
+    acked = producer.finish()
+    wait_until(
+        lambda: set(acked) <= completed(),
+        timeout=90,
+        interval=0.05,
+        what=f"all {len(acked)} acknowledged jobs to be processed",
+    )
+    assert worker.proc.poll() is None, f"the worker died:\n{worker.output()}"
+    # The same worker process ran jobs enqueued after the restart: it reconnected by itself.
+    after_restart = set(acked[acked_at_restart:])
+    assert any(
+        int(line.split()[2]) == worker.pid and line.split()[0] in after_restart
+        for line in read_lines(logdir / "completed.log")
+    ), "the worker ran no job enqueued after the restart"
+    return acked

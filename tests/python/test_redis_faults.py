@@ -18,12 +18,11 @@ import signal
 import socket
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import Producer, StartCliWorker, read_lines, record_ids, wait_until
+from helpers import Producer, StartCliWorker, run_through_a_restart, wait_until
 
 from cinejobs import App, BrokerUnavailable
 from redis_server import RedisServer, free_port
@@ -51,58 +50,16 @@ def test_redis_restart_under_load_loses_no_enqueue_that_returned(
     url = server.url(prefix=fresh_prefix(), timeout_ms=500)
     worker = start_cli_worker(url, concurrency=4, lease=2.0)
     worker.wait_started()
-    producer = Producer(url, logdir)
-    producers.append(producer)
-    producer.start()
 
-    def completed() -> set[str]:
-        return set(record_ids(logdir / "completed.log"))
+    def stop() -> None:
+        if how == "sigterm":
+            server.stop()  # Redis fsyncs the append-only file and exits
+        else:
+            server.kill()  # nothing but what appendfsync always already wrote survives
 
-    wait_until(
-        lambda: len(producer.acked) >= 100 and len(completed()) >= 50,
-        timeout=60,
-        what="jobs to flow before the restart",
-    )
-    if how == "sigterm":
-        server.stop()  # Redis fsyncs the append-only file and exits
-    else:
-        server.kill()  # nothing but what appendfsync always already wrote survives
-    # Redis stays away until both sides have seen it gone: the producer's enqueues fail, and
-    # the worker logs an error naming the server (its start line names it once already).
-    failures_before = producer.failures
-    wait_until(
-        lambda: (
-            producer.failures > failures_before + 5 and worker.output().count(server.address) > 1
-        ),
-        timeout=30,
-        what="the producer and the worker to see Redis gone",
-    )
-    server.start()  # same port, same directory: the append-only file is loaded again
-    acked_at_restart = len(producer.acked)
-    wait_until(
-        lambda: len(producer.acked) >= acked_at_restart + 100,
-        timeout=60,
-        what="the producer to enqueue again after the restart",
-    )
-    acked = producer.finish()
-    after_restart = set(acked[acked_at_restart:])
-
-    def all_processed() -> bool:
-        return set(acked) <= completed()
-
-    wait_until(
-        all_processed,
-        timeout=90,
-        interval=0.05,
-        what=f"all {len(acked)} acknowledged jobs to be processed",
-    )
-    assert worker.proc.poll() is None, f"the worker died:\n{worker.output()}"
-    runs = Counter(record_ids(logdir / "completed.log"))
-    assert all(runs[job_id] >= 1 for job_id in acked)
-    # The same worker process ran jobs enqueued after the restart: it reconnected by itself.
-    assert any(
-        int(line.split()[2]) == worker.pid and line.split()[0] in after_restart
-        for line in read_lines(logdir / "completed.log")
+    # Started again on the same port and directory: the append-only file is loaded again.
+    acked = run_through_a_restart(
+        url, worker, producers, logdir, stop=stop, start=server.start, address=server.address
     )
     app = App(url)
     wait_until(
