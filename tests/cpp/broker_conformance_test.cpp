@@ -1359,6 +1359,58 @@ void expect_partition(
   EXPECT_EQ(wrong, 0u);
 }
 
+// A worker's heartbeat extends every lease it holds while its acks end some of the same
+// deliveries, at the same moment and in whatever order each lists them. Neither may fail (a
+// store that locks rows one by one must not deadlock them), and every job ends acked once.
+TEST_P(BrokerConformance, HeartbeatsAndAcksOfTheSameLeasesAtOnceNeverFail) {
+  constexpr int kJobs = 400;
+  constexpr std::size_t kAckBatch = 20;
+  std::vector<Job> jobs(kJobs, make_job("overlap.job", "overlap"));
+  broker_->enqueue_many(jobs);
+  const std::vector<Job> held = reserve({"overlap"}, kJobs);
+  ASSERT_EQ(held.size(), static_cast<std::size_t>(kJobs));
+  std::vector<LeaseRef> leases;
+  for (const Job& job : held) leases.push_back(lease_of(job));
+
+  std::atomic<bool> acking{true};
+  std::string heartbeat_error;
+  std::size_t heartbeats = 0;
+  std::thread heartbeat([&] {
+    std::vector<LeaseRef> order = leases;
+    std::mt19937 rng(7);
+    try {
+      while (acking.load() || heartbeats < 3) {
+        std::shuffle(order.begin(), order.end(), rng);
+        broker_->extend(order, 30s);
+        ++heartbeats;
+      }
+    } catch (const std::exception& e) {
+      heartbeat_error = e.what();
+    }
+  });
+  std::vector<Ack> acks;
+  for (const LeaseRef& lease : leases) acks.push_back({lease, "1"});
+  std::shuffle(acks.begin(), acks.end(), std::mt19937(11));
+  std::size_t acked = 0;
+  std::string ack_error;
+  try {
+    for (std::size_t i = 0; i < acks.size(); i += kAckBatch) {
+      const std::size_t n = std::min(kAckBatch, acks.size() - i);
+      acked += broker_->ack(std::span<const Ack>(acks).subspan(i, n));
+    }
+  } catch (const std::exception& e) {
+    ack_error = e.what();
+  }
+  acking.store(false);
+  heartbeat.join();
+  EXPECT_EQ(heartbeat_error, "");
+  EXPECT_EQ(ack_error, "");
+  EXPECT_EQ(acked, static_cast<std::size_t>(kJobs));
+  ListParams succeeded;
+  succeeded.state = JobState::kSucceeded;
+  EXPECT_EQ(list_all(succeeded).size(), static_cast<std::size_t>(kJobs));
+}
+
 TEST_P(BrokerConformance, TwoProcessesReserveConcurrentlyWithoutDuplicatesOrLoss) {
   constexpr int kJobs = 2000;
   std::vector<Job> jobs;

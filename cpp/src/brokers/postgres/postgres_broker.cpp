@@ -130,34 +130,46 @@ std::string reserve_sql() {
          std::string(kJobColumns);
 }
 
+// Ack, fail, release and extend change many rows that other statements of the same worker may
+// change at once (a heartbeat extends the very leases an ack is ending). Each first locks its
+// rows in one order, seq's, in the `own` CTE, so two of them can wait for each other but never
+// in a cycle: without it PostgreSQL detects deadlocks between a worker's heartbeat and its acks
+// under load. `own` keeps only the deliveries that still own their job.
 constexpr std::string_view kAckSql =
-    "UPDATE :\"schema\".jobs j SET state = 3, result = a.result, finished_at = $4::bigint, "
-    "lease_until = NULL FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS a(id, token, result) "
-    "WHERE j.id = a.id AND j.state = 2 AND j.lease_token = a.token";
+    "WITH own AS (SELECT j.seq, a.result FROM :\"schema\".jobs j JOIN unnest($1::uuid[], "
+    "$2::bigint[], $3::text[]) AS a(id, token, result) ON j.id = a.id AND j.lease_token = a.token "
+    "WHERE j.state = 2 ORDER BY j.seq FOR UPDATE OF j) "
+    "UPDATE :\"schema\".jobs j SET state = 3, result = own.result, finished_at = $4::bigint, "
+    "lease_until = NULL FROM own WHERE j.seq = own.seq";
 
 // A failed attempt of a job whose cancel was requested ends cancelled, never retried.
 constexpr std::string_view kFailSql =
+    "WITH own AS (SELECT j.seq, f.state, f.retry_at, f.type, f.message, f.traceback FROM "
+    ":\"schema\".jobs j JOIN unnest($1::uuid[], $2::bigint[], $3::smallint[], $4::bigint[], "
+    "$5::text[], $6::text[], $7::text[]) AS f(id, token, state, retry_at, type, message, "
+    "traceback) ON j.id = f.id AND j.lease_token = f.token WHERE j.state = 2 ORDER BY j.seq "
+    "FOR UPDATE OF j) "
     "UPDATE :\"schema\".jobs j SET state = CASE WHEN j.cancel_requested THEN 5 ELSE f.state END, "
     "run_at = CASE WHEN f.state = 0 AND NOT j.cancel_requested THEN f.retry_at ELSE j.run_at END, "
     "finished_at = CASE WHEN f.state = 0 AND NOT j.cancel_requested THEN 0 ELSE $8::bigint END, "
     "error_type = f.type, error_message = f.message, error_traceback = f.traceback, "
-    "lease_until = NULL FROM unnest($1::uuid[], $2::bigint[], $3::smallint[], $4::bigint[], "
-    "$5::text[], $6::text[], $7::text[]) AS f(id, token, state, retry_at, type, message, "
-    "traceback) WHERE j.id = f.id AND j.state = 2 AND j.lease_token = f.token "
+    "lease_until = NULL FROM own f WHERE j.seq = f.seq "
     "RETURNING CASE WHEN j.state = 0 THEN pg_notify(:'channel', j.queue) END";
 
 constexpr std::string_view kReleaseSql =
+    "WITH own AS (SELECT j.seq FROM :\"schema\".jobs j JOIN unnest($1::uuid[], $2::bigint[]) AS "
+    "r(id, token) ON j.id = r.id AND j.lease_token = r.token WHERE j.state = 2 ORDER BY j.seq "
+    "FOR UPDATE OF j) "
     "UPDATE :\"schema\".jobs j SET state = CASE WHEN j.cancel_requested THEN 5 ELSE 1 END, "
-    "finished_at = CASE WHEN j.cancel_requested THEN $3::bigint ELSE 0 END, attempt = j.attempt - "
-    "1, "
-    "lease_until = NULL, lease_token = 0 FROM unnest($1::uuid[], $2::bigint[]) AS r(id, token) "
-    "WHERE j.id = r.id AND j.state = 2 AND j.lease_token = r.token "
+    "finished_at = CASE WHEN j.cancel_requested THEN $3::bigint ELSE 0 END, "
+    "attempt = j.attempt - 1, lease_until = NULL, lease_token = 0 FROM own WHERE j.seq = own.seq "
     "RETURNING CASE WHEN j.state = 1 THEN pg_notify(:'channel', j.queue) END";
 
 constexpr std::string_view kExtendSql =
-    "UPDATE :\"schema\".jobs j SET lease_until = $3::bigint FROM unnest($1::uuid[], $2::bigint[]) "
-    "AS "
-    "e(id, token) WHERE j.id = e.id AND j.state = 2 AND j.lease_token = e.token "
+    "WITH own AS (SELECT j.seq FROM :\"schema\".jobs j JOIN unnest($1::uuid[], $2::bigint[]) AS "
+    "e(id, token) ON j.id = e.id AND j.lease_token = e.token WHERE j.state = 2 ORDER BY j.seq "
+    "FOR UPDATE OF j) "
+    "UPDATE :\"schema\".jobs j SET lease_until = $3::bigint FROM own WHERE j.seq = own.seq "
     "RETURNING j.id::text, j.lease_token, j.cancel_requested";
 
 constexpr std::string_view kProgressSql =
@@ -180,7 +192,11 @@ constexpr std::string_view kCountsSql =
     "count(*) "
     "FROM :\"schema\".jobs GROUP BY queue, s ORDER BY queue, s";
 
+// Recovery skips expired rows another statement holds (an ack arriving late, say): whatever
+// that statement leaves behind is still expired at the next pass, so nothing waits.
 constexpr std::string_view kRecoverSql =
+    "WITH expired AS (SELECT seq FROM :\"schema\".jobs WHERE state = 2 AND lease_until < "
+    "$1::bigint FOR UPDATE SKIP LOCKED) "
     "UPDATE :\"schema\".jobs SET "
     "state = CASE WHEN cancel_requested THEN 5 WHEN attempt >= max_attempts THEN 4 ELSE 1 END, "
     "finished_at = CASE WHEN cancel_requested OR attempt >= max_attempts THEN $1::bigint ELSE 0 "
@@ -192,7 +208,7 @@ constexpr std::string_view kRecoverSql =
     "' stopped renewing its lease (it died or lost the broker)' END, "
     "error_traceback = CASE WHEN cancel_requested OR attempt < max_attempts THEN error_traceback "
     "ELSE '' END, lease_until = NULL, lease_token = 0 "
-    "WHERE state = 2 AND lease_until < $1::bigint "
+    "WHERE seq IN (SELECT seq FROM expired) "
     "RETURNING state, CASE WHEN state = 1 THEN pg_notify(:'channel', queue) END";
 
 constexpr std::string_view kPruneSql =
