@@ -5,7 +5,7 @@ JOBS ?= 2
 BUILD_DIR := build/dev
 CMAKE := $(VENV)/bin/cmake
 
-.PHONY: deps install build-cpp test test-cpp test-python demo bench bench-sqlite bench-redis \
+.PHONY: deps install build-cpp test test-cpp test-python demo bench bench-sqlite bench-queues \
   bench-deps lint format test-asan test-tsan clean
 
 deps:
@@ -33,8 +33,8 @@ test: test-cpp test-python
 demo: install
 	$(VENV)/bin/cinejobs demo
 
-# Benchmarks (bench/README.md): both, or one broker at a time.
-bench: bench-sqlite bench-redis
+# Benchmarks (bench/README.md): all, or one runner at a time.
+bench: bench-sqlite bench-queues
 
 bench-sqlite: install
 	$(PY) bench/bench_sqlite.py
@@ -47,8 +47,8 @@ bench-deps: install
 	  subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", \
 	    "--disable-pip-version-check", *deps])'
 
-bench-redis: bench-deps
-	$(PY) bench/bench_redis.py
+bench-queues: bench-deps
+	$(PY) bench/bench_queues.py
 
 lint: deps
 	clang-format --dry-run --Werror $$(git ls-files 'cpp/*.cpp' 'cpp/*.hpp' 'tests/cpp/*.cpp')

@@ -1,8 +1,10 @@
-"""cinejobs, Celery and RQ side by side on one Redis, with no-op jobs.
+"""cinejobs on Redis and on PostgreSQL, Celery and RQ side by side, with no-op jobs.
 
 Starts ONE redis-server (scripts/redis_server.py: loopback, append-only file; appendfsync
-``always`` by default, the setting under which an enqueue that returned is on disk) and
-measures, one system after another on that same server (emptied in between):
+``always`` by default, the setting under which an enqueue that returned is on disk) and ONE
+PostgreSQL cluster (scripts/postgres_server.py, durable: fsync and full-page writes on, as in
+production), and measures, one system after another on those same servers (emptied in
+between):
 
 - enqueue, single: one call per job (``task.delay()``, RQ ``queue.enqueue``);
 - enqueue, bulk: one call for many jobs where the system has it (cinejobs
@@ -13,18 +15,21 @@ measures, one system after another on that same server (emptied in between):
   them (cinejobs job counts, Celery's queue and unacked messages, RQ's finished registry);
 - latency: enqueue one job at a time to an idle worker and take the time from just before the
   enqueue call to the first line of the handler (CLOCK_MONOTONIC, which every process on the
-  machine shares; the handler pushes its stamp to a Redis list the bench waits on).
+  machine shares; the handler pushes its stamp to a Redis list the bench waits on, whatever
+  the broker).
 
-Systems: cinejobs with a Python handler in an embedded worker (in the bench process) and in
-CLI workers (``python -m cinejobs worker``, 2 processes), cinejobs with the native C++
-``cinejobs.noop`` handler (embedded worker), Celery's prefork and threads pools (``celery
-worker`` subprocesses, concurrency 2) and RQ (2 ``rq worker`` SimpleWorker processes).
+Systems: cinejobs on Redis and on PostgreSQL, each with a Python handler in an embedded worker
+(in the bench process) and in CLI workers (``python -m cinejobs worker``, 2 processes), and
+with the native C++ ``cinejobs.noop`` handler (embedded worker); Celery's prefork and threads
+pools (``celery worker`` subprocesses, concurrency 2) and RQ (2 ``rq worker`` SimpleWorker
+processes), both on the Redis.
 
-Writes bench/results/redis.md, redis.json and redis.png, and prints the table. A benchmark,
+Writes bench/results/queues.md, queues.json and queues.png, and prints the table. A benchmark,
 not a test: one run on a shared machine; compare rows of the same run.
 
-    make bench-redis        # installs celery[redis], rq, redis, matplotlib into .venv first
-    .venv/bin/python bench/bench_redis.py [--only cinejobs,celery,rq] [--appendfsync everysec]
+    make bench-queues       # installs celery[redis], rq, redis, matplotlib into .venv first
+    .venv/bin/python bench/bench_queues.py [--only redis,postgres,celery,rq]
+        [--appendfsync everysec]
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(BENCH_DIR))
 
+from postgres_server import PostgresServer  # noqa: E402
 from redis_apps._stamp import STAMPS  # noqa: E402
 from redis_server import RedisServer  # noqa: E402
 
@@ -101,10 +107,13 @@ def call_rate(fn: Callable[[], object], n: int) -> float:
     return rate(n, time.perf_counter() - start)
 
 
-def measure_drain(remaining: Callable[[], int], total: int, what: str) -> tuple[int, float]:
-    """Poll ``remaining()`` (jobs not yet done) while workers run ``total`` jobs; return
-    (``total``, jobs/s). The clock starts at the first observation below ``total`` (so worker
-    start-up is not counted) and the rate counts the jobs done from there to the end."""
+def measure_drain(
+    remaining: Callable[[], int], total: int, what: str, interval: float = 0.005
+) -> tuple[int, float]:
+    """Poll ``remaining()`` (jobs not yet done) every ``interval`` seconds while workers run
+    ``total`` jobs; return (``total``, jobs/s). The clock starts at the first observation below
+    ``total`` (so worker start-up is not counted) and the rate counts the jobs done from there
+    to the end."""
     deadline = time.monotonic() + DRAIN_TIMEOUT
     left = remaining()
     while left >= total:
@@ -116,7 +125,7 @@ def measure_drain(remaining: Callable[[], int], total: int, what: str) -> tuple[
     while left > 0:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what}: {left} jobs still not done after {DRAIN_TIMEOUT:g} s")
-        time.sleep(0.005)
+        time.sleep(interval)
         left = remaining()
     elapsed = time.perf_counter() - start
     return total, rate(at_start, elapsed)
@@ -219,9 +228,28 @@ def guarded(remaining: Callable[[], int], workers: Processes) -> Callable[[], in
 # ---- the systems ----
 
 
+@dataclass
+class Broker:
+    """Where a cinejobs row runs: its broker URL, how to empty it, and how often its job
+    counts may be polled while workers drain it (a count over PostgreSQL's table is a scan:
+    polled every 5 ms it would compete with the workers it measures)."""
+
+    name: str
+    url: str
+    reset: Callable[[], None]
+    poll: float = 0.005
+
+
 class Bench:
-    def __init__(self, server: RedisServer, options: argparse.Namespace, workdir: Path) -> None:
+    def __init__(
+        self,
+        server: RedisServer,
+        postgres: PostgresServer | None,
+        options: argparse.Namespace,
+        workdir: Path,
+    ) -> None:
         self.server = server
+        self.postgres = postgres
         self.options = options
         self.workdir = workdir
         self.url = server.url()
@@ -261,30 +289,49 @@ class Bench:
 
     # ---- cinejobs ----
 
-    def cinejobs_rows(self) -> list[Row]:
+    def redis_rows(self) -> list[Row]:
+        return self.cinejobs_rows(Broker("Redis", self.url, self.reset))
+
+    def postgres_rows(self) -> list[Row]:
+        import psycopg
+
+        import cinejobs._core
+
+        assert self.postgres is not None
+        url = self.postgres.url()
+        cinejobs._core.migrate(url)
+
+        def reset() -> None:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("TRUNCATE cinejobs.jobs")
+                conn.execute("VACUUM ANALYZE cinejobs.jobs")
+
+        return self.cinejobs_rows(Broker("PostgreSQL", url, reset, poll=0.1))
+
+    def cinejobs_rows(self, broker: Broker) -> list[Row]:
         import cinejobs
 
         try:
-            cinejobs.App(self.url).connect()
+            cinejobs.App(broker.url).connect()
         except cinejobs.ConfigError as exc:
-            print(f"cinejobs rows skipped: {exc}", file=sys.stderr)
+            print(f"cinejobs rows on {broker.name} skipped: {exc}", file=sys.stderr)
             return []
+        on = f"cinejobs on {broker.name}"
         return [
-            self.cinejobs("cinejobs, Python handler, embedded worker", "bench.noop", "embedded"),
-            self.cinejobs("cinejobs, Python handler, CLI worker", "bench.noop", "cli"),
-            self.cinejobs(
-                "cinejobs, native C++ handler (cinejobs.noop)", "cinejobs.noop", "native"
-            ),
-        ]
+            self.cinejobs(broker, f"{on}, Python handler, embedded worker", "bench.noop",
+                          "embedded"),
+            self.cinejobs(broker, f"{on}, Python handler, CLI worker", "bench.noop", "cli"),
+            self.cinejobs(broker, f"{on}, native C++ handler", "cinejobs.noop", "native"),
+        ]  # fmt: skip
 
-    def cinejobs(self, system: str, task: str, mode: str) -> Row:
+    def cinejobs(self, broker: Broker, system: str, task: str, mode: str) -> Row:
         from redis_apps import cinejobs_app
 
-        self.reset()
+        broker.reset()
         n, n_bulk, conc = self.options.jobs, self.options.bulk_jobs, self.options.concurrency
         app = cinejobs_app.app
         app.close()
-        app.use_broker(self.url)
+        app.use_broker(broker.url)
         queue = "default"
         workers = {
             "embedded": f"1 process (the bench's), {conc} threads",
@@ -337,14 +384,16 @@ class Bench:
                             "--app",
                             "redis_apps.cinejobs_app:app",
                             "--broker",
-                            self.url,
+                            broker.url,
                             "--queues",
                             queue,
                             "--concurrency",
                             str(conc),
                         ],
                     )
-                row.processed, row.process = measure_drain(guarded(remaining, procs), total, system)
+                row.processed, row.process = measure_drain(
+                    guarded(remaining, procs), total, system, broker.poll
+                )
                 row.latency_jobs = self.options.latency_jobs
                 row.latency_p50_ms, row.latency_p99_ms = measure_latency(
                     self.client,
@@ -570,6 +619,15 @@ def redis_server(appendfsync: str) -> Iterator[RedisServer]:
         server.close()
 
 
+@contextlib.contextmanager
+def postgres_server(wanted: bool) -> Iterator[PostgresServer | None]:
+    if not wanted:
+        yield None
+        return
+    with PostgresServer(durable=True) as server:
+        yield server
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--jobs", type=int, default=20_000, help="cinejobs: single enqueues")
@@ -590,23 +648,28 @@ def main() -> None:
         help="redis-server's appendfsync (default: always)",
     )  # fmt: skip
     parser.add_argument(
-        "--only", default="cinejobs,celery,rq", help="comma-separated systems to run"
+        "--only",
+        default="redis,postgres,celery,rq",
+        help="comma-separated systems to run: redis and postgres are cinejobs on each",
     )
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results")
-    parser.add_argument("--name", default="redis", help="base name of the result files")
+    parser.add_argument("--name", default="queues", help="base name of the result files")
     options = parser.parse_args()
     only = {s.strip() for s in options.only.split(",") if s.strip()}
 
     rows: list[Row] = []
     with (
         redis_server(options.appendfsync) as server,
-        tempfile.TemporaryDirectory(prefix="cinejobs-bench-redis-") as tmp,
+        postgres_server("postgres" in only) as postgres,
+        tempfile.TemporaryDirectory(prefix="cinejobs-bench-queues-") as tmp,
     ):
-        bench = Bench(server, options, Path(tmp))
+        bench = Bench(server, postgres, options, Path(tmp))
         redis_version = str(bench.client.info("server")["redis_version"])
+        postgres_version = postgres.sql("SHOW server_version") if postgres else None
         started = time.monotonic()
         for name, run in (
-            ("cinejobs", bench.cinejobs_rows),
+            ("redis", bench.redis_rows),
+            ("postgres", bench.postgres_rows),
             ("celery", bench.celery_rows),
             ("rq", bench.rq_rows),
         ):
@@ -630,13 +693,19 @@ def main() -> None:
         "python": platform.python_version(),
         "redis_server": redis_version,
         "appendfsync": options.appendfsync,
+        "postgres_server": postgres_version,
         "versions": versions(),
         "seconds": round(total_s, 1),
     }
+    postgres_part = (
+        f" and one PostgreSQL {postgres_version} (fsync on, synchronous_commit on)"
+        if postgres_version
+        else ""
+    )
     header = (
-        f"One redis-server {redis_version} (appendonly yes, appendfsync {options.appendfsync}) "
-        f"on loopback, no-op jobs, {machine['cpus']} CPUs, Python {machine['python']}, "
-        f"{machine['date']}; whole run {total_s:.0f} s"
+        f"One redis-server {redis_version} (appendonly yes, appendfsync {options.appendfsync})"
+        f"{postgres_part} on loopback, no-op jobs, {machine['cpus']} CPUs, "
+        f"Python {machine['python']}, {machine['date']}; whole run {total_s:.0f} s"
     )
     text = table(rows, header)
     print(text)
