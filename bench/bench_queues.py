@@ -567,7 +567,7 @@ def chart(rows: list[Row], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [r.system.replace(", ", "\n") for r in rows]
+    names = ["\n".join(textwrap.wrap(r.system.replace(", ", "\n"), 18)) for r in rows]
     panels: list[tuple[str, list[tuple[str, list[float | None]]], str]] = [
         ("enqueue (jobs/s)", [("1 call per job", [r.enqueue_single for r in rows]),
                               ("bulk", [r.enqueue_bulk for r in rows])], "jobs/s"),
@@ -576,7 +576,7 @@ def chart(rows: list[Row], path: Path, title: str) -> None:
          [("p50", [r.latency_p50_ms for r in rows]), ("p99", [r.latency_p99_ms for r in rows])],
          "ms"),
     ]  # fmt: skip
-    fig, axes = plt.subplots(len(panels), 1, figsize=(12, 4.2 * len(panels)))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(12, 1.5 * len(rows)), 4.4 * len(panels)))
     for ax, (label, series, unit) in zip(axes, panels, strict=True):
         known = [v for _, values in series for v in values if v]
         bottom = min(known) / 3 if known else 0.1
