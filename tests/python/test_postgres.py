@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -67,6 +68,30 @@ def test_transactional_enqueue_exists_only_if_the_transaction_commits(pg: Postgr
             committed = cinejobs.postgres.enqueue(conn, add, 2, 3, schema=schema)
             with pytest.raises(JobNotFound):  # other connections see it only after the commit
                 app.get_job(committed)
+    assert [j["id"] for j in app.jobs()] == [committed]
+    with app.worker(queues=["pg"], concurrency=2):
+        assert app.get_job(committed).result(timeout=30) == 5
+    app.close()
+
+
+def test_transactional_enqueue_through_a_django_connection_follows_its_atomic_block(
+    pg: PostgresServer,
+) -> None:
+    pytest.importorskip("django")
+    schema = new_schema()
+    app, _ = make_app(migrated_url(pg, schema))  # defines pg.add, which the worker runs
+    script = Path(__file__).parent / "apps" / "django_enqueue.py"
+    done = subprocess.run(
+        [sys.executable, str(script), str(pg.port), schema],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rolled_back, committed = done.stdout.split()
+    with pytest.raises(JobNotFound):
+        app.get_job(rolled_back)
     assert [j["id"] for j in app.jobs()] == [committed]
     with app.worker(queues=["pg"], concurrency=2):
         assert app.get_job(committed).result(timeout=30) == 5
