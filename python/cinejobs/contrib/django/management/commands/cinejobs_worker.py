@@ -1,0 +1,39 @@
+"""``manage.py cinejobs_worker``: the ``cinejobs worker`` command on the project's App (its
+tasks from every installed app's jobs.py, its broker from settings)."""
+
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from cinejobs import cli
+
+from ...conf import cinejobs_settings
+
+
+class Command(BaseCommand):
+    help = "Run a cinejobs worker for this project's tasks until SIGTERM or SIGINT."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--queues", help="comma-separated queues (default: CINEJOBS QUEUES)")
+        parser.add_argument("--concurrency", type=int, help="handler threads")
+        parser.add_argument("--grace", type=float, help="seconds running jobs get on stop")
+        parser.add_argument("--lease", type=float, help="lease length in seconds")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        conf = cinejobs_settings()
+        argv = ["worker", "--app", "cinejobs.contrib.django:app"]
+        queues = options["queues"] or ",".join(conf.get("QUEUES", []))
+        if queues:
+            argv += ["--queues", queues]
+        concurrency = options["concurrency"] or conf.get("CONCURRENCY")
+        if concurrency:
+            argv += ["--concurrency", str(concurrency)]
+        for name in ("grace", "lease"):
+            if options[name] is not None:
+                argv += [f"--{name}", str(options[name])]
+        code = cli.main(argv)
+        if code:
+            raise CommandError(f"cinejobs worker exited with status {code}", returncode=code)

@@ -1,0 +1,65 @@
+"""A read-only staff page of the project's jobs: counts per queue and state, and the latest
+jobs (filterable by state, queue and task), styled by Django's admin templates."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from ...handle import STATES
+from .project import app
+
+PAGE = 100
+
+
+def _when(ms: int) -> str:
+    if not ms:
+        return ""
+    return _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@staff_member_required
+def jobs(request: HttpRequest) -> HttpResponse:
+    state = request.GET.get("state") or None
+    if state not in (None, *STATES):
+        state = None
+    queue = request.GET.get("queue") or None
+    task = request.GET.get("task") or None
+    counts: dict[str, dict[str, int]] = {}
+    for q, s, n in app.counts():
+        counts.setdefault(q, {})[s] = n
+    rows: list[dict[str, Any]] = []
+    for job in app.jobs(state=state, queue=queue, task=task, limit=PAGE):
+        error = job["error"] or {}
+        progress = job["progress"] or {}
+        rows.append(
+            {
+                "id": job["id"],
+                "task": job["task"],
+                "queue": job["queue"],
+                "state": job["state"],
+                "attempt": f"{job['attempt']}/{job['max_attempts']}",
+                "progress": (
+                    f"{progress.get('fraction', 0):.0%} {progress.get('step', '')}".strip()
+                    if progress
+                    else ""
+                ),
+                "error": f"{error.get('type', '')}: {error.get('message', '')}" if error else "",
+                "created": _when(job["created_at"]),
+                "finished": _when(job["finished_at"]),
+            }
+        )
+    context = {
+        "title": "cinejobs: jobs",
+        "broker": app.broker_url.split("@")[-1],
+        "states": STATES,
+        "counts": [(q, [counts[q].get(s, 0) for s in STATES]) for q in sorted(counts)],
+        "jobs": rows,
+        "filters": {"state": state or "", "queue": queue or "", "task": task or ""},
+        "page": PAGE,
+    }
+    return TemplateResponse(request, "cinejobs/jobs.html", context)
