@@ -12,6 +12,7 @@ import datetime as _dt
 import functools
 import inspect
 import json
+import logging
 import math
 import os
 import signal
@@ -20,11 +21,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import FrameType
 from typing import Any, Generic, ParamSpec, TypeVar, overload
+from urllib.parse import urlsplit, urlunsplit
 
 from . import _core
-from .errors import ConfigError, UniqueConflict, UnknownTask
+from .errors import BrokerUnavailable, ConfigError, UniqueConflict, UnknownTask
 from .handle import JobHandle, decode_job
+from .inline import run_inline
 from .worker import Worker
+
+_log = logging.getLogger("cinejobs")
 
 __all__ = ["DEFAULT_BROKER_URL", "App", "Task", "default_broker_url"]
 
@@ -41,6 +46,15 @@ _ENQUEUE_OPTIONS = frozenset(
 
 # The fields of one job as _core.Broker.enqueue and enqueue_many take them.
 _Fields = tuple[str, str, str, str, int, int, int, str | None, int]
+
+
+def _redact(url: str) -> str:
+    """The URL with its password, if any, replaced by ***: fit for a log line."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def default_broker_url() -> str:
@@ -222,6 +236,13 @@ class App:
     ``strict``: when True, ``app.enqueue(name)`` refuses names that are not tasks of this app
     (nor builtins) with UnknownTask. By default unknown names are enqueued, since a worker
     elsewhere may know them; a worker that does not fails such a job with UnknownTask.
+
+    ``inline_fallback``: when True, a job of one of this app's tasks that the broker cannot
+    take (BrokerUnavailable) runs at once in the calling thread instead, and the enqueue
+    returns an :class:`~cinejobs.inline.InlineHandle` with its outcome; every such run is
+    logged at ERROR level on the ``cinejobs`` logger. Jobs meant for later (``delay``,
+    ``run_at``) and batches (``enqueue_many``) still raise. Off by default: an inline job is
+    not stored, not retried, and holds up its caller.
     """
 
     def __init__(
@@ -231,8 +252,16 @@ class App:
         max_payload_bytes: int = 1 << 20,
         result_ttl: float = 86400.0,
         strict: bool = False,
+        inline_fallback: bool = False,
     ) -> None:
         self._broker_url = broker_url if broker_url is not None else default_broker_url()
+        self.inline_fallback = inline_fallback
+        if inline_fallback:
+            _log.warning(
+                "cinejobs: inline_fallback is on for broker %s: when it is unavailable, jobs "
+                "of this app's tasks run inside the caller's process, unstored and unretried",
+                _redact(self._broker_url),
+            )
         self.max_payload_bytes = max_payload_bytes
         self.result_ttl = result_ttl
         self.strict = strict
@@ -519,8 +548,14 @@ class App:
         )
 
     def _enqueue_fields(self, fields: _Fields) -> JobHandle:
-        broker = self.broker
-        job_id, created = broker.enqueue(*fields)
+        try:
+            broker = self.broker
+            job_id, created = broker.enqueue(*fields)
+        except BrokerUnavailable as exc:
+            inline = self._run_inline_instead(fields, exc)
+            if inline is None:
+                raise
+            return inline
         if not created:
             unique_key = fields[7] or ""
             raise UniqueConflict(
@@ -529,6 +564,23 @@ class App:
                 job_id,
             )
         return JobHandle(broker, job_id, True)
+
+    def _run_inline_instead(self, fields: _Fields, error: BrokerUnavailable) -> JobHandle | None:
+        """With inline_fallback on, run a job the broker refused right here (see
+        cinejobs.inline); None when the fallback is off or cannot apply (a task this app does
+        not define, or a job meant for later)."""
+        name, queue, args_json, kwargs_json, _, run_at_ms, max_attempts = fields[:7]
+        task = self._tasks.get(name)
+        if not self.inline_fallback or task is None or run_at_ms > _core.now_ms():
+            return None
+        _log.error(
+            "cinejobs: broker %s unavailable (%s); running job of task %s INLINE in this "
+            "process (inline_fallback is on): its outcome is not stored",
+            _redact(self._broker_url),
+            error,
+            name,
+        )
+        return run_inline(task.fn, name, queue, max_attempts, args_json, kwargs_json)
 
     def enqueue(
         self,
