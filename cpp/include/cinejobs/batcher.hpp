@@ -121,6 +121,11 @@ class Batcher {
   // close(). Safe from any thread.
   void add(std::string item, std::optional<std::chrono::milliseconds> timeout = std::nullopt);
 
+  // offer is add() for callers that wait in slices (Python checks for signals between them): it
+  // returns false, leaving `item` untouched, when no room came within `timeout`; on success it
+  // moves from `item`. Throws BatcherClosed after close().
+  bool offer(std::string& item, std::chrono::milliseconds timeout);
+
   // flush writes everything added before the call and returns once each item is delivered,
   // dead-lettered or kept undelivered. Returns false if `timeout` passed first (nullopt: wait).
   bool flush(std::optional<std::chrono::milliseconds> timeout = std::nullopt);

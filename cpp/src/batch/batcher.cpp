@@ -56,17 +56,24 @@ Batcher::~Batcher() {
 }
 
 void Batcher::add(std::string item, std::optional<std::chrono::milliseconds> timeout) {
+  if (timeout) {
+    if (!offer(item, *timeout)) {
+      throw BatcherFull(options_.name + " is full (" + std::to_string(options_.capacity) +
+                        " items held): the sink is slower than the producers; wait, or raise "
+                        "capacity");
+    }
+    return;
+  }
+  while (!offer(item, std::chrono::hours(1))) {
+  }
+}
+
+bool Batcher::offer(std::string& item, std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
   const auto has_room = [this] {
     return closing_ || buffer_.size() + in_flight_ < options_.capacity;
   };
-  if (!timeout) {
-    room_or_progress_.wait(lock, has_room);
-  } else if (!room_or_progress_.wait_for(lock, *timeout, has_room)) {
-    throw BatcherFull(options_.name + " is full (" + std::to_string(options_.capacity) +
-                      " items held): the sink is slower than the producers; wait, or raise "
-                      "capacity");
-  }
+  if (!room_or_progress_.wait_for(lock, timeout, has_room)) return false;
   if (closing_) throw BatcherClosed(options_.name + " is closed: it takes no more items");
   buffer_bytes_ += item.size();
   buffer_.push_back({std::move(item), Clock::now()});
@@ -77,6 +84,7 @@ void Batcher::add(std::string item, std::optional<std::chrono::milliseconds> tim
       buffer_bytes_ >= options_.max_bytes) {
     wake_flusher_.notify_one();
   }
+  return true;
 }
 
 bool Batcher::flush(std::optional<std::chrono::milliseconds> timeout) {
