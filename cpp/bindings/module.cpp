@@ -1,4 +1,5 @@
 #include "bindings.hpp"
+#include "cinejobs/batcher.hpp"
 #include "cinejobs/errors.hpp"
 
 namespace cinejobs::bindings {
@@ -33,6 +34,10 @@ void register_errors(py::module_& m) {
       raise("JobCancelled", e);
     } catch (const JobTimeout& e) {
       raise("JobTimeout", e);
+    } catch (const BatcherFull& e) {
+      raise("BatcherFull", e);
+    } catch (const BatcherClosed& e) {
+      raise("BatcherClosed", e);
     } catch (const Error& e) {
       raise("CinejobsError", e);
     }
@@ -48,4 +53,5 @@ PYBIND11_MODULE(_core, m) {
   cinejobs::bindings::register_broker(m);
   cinejobs::bindings::register_worker(m);
   cinejobs::bindings::register_postgres(m);
+  cinejobs::bindings::register_batcher(m);
 }

@@ -15,11 +15,14 @@ with app.worker(concurrency=8):
 
 from __future__ import annotations
 
-from . import postgres
+from . import batch, postgres
 from ._core import __version__
 from .app import App, Task
+from .batch import Batcher
 from .context import CurrentJob, current_job
 from .errors import (
+    BatcherClosed,
+    BatcherFull,
     BrokerUnavailable,
     CinejobsError,
     ConfigError,
@@ -36,6 +39,9 @@ from .worker import Worker
 
 __all__ = [
     "App",
+    "Batcher",
+    "BatcherClosed",
+    "BatcherFull",
     "BrokerUnavailable",
     "CinejobsError",
     "ConfigError",
@@ -51,6 +57,7 @@ __all__ = [
     "UnknownTask",
     "Worker",
     "__version__",
+    "batch",
     "current_job",
     "postgres",
 ]

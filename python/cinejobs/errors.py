@@ -7,6 +7,8 @@ class here, so ``except cinejobs.BrokerUnavailable`` works whichever layer raise
 from __future__ import annotations
 
 __all__ = [
+    "BatcherClosed",
+    "BatcherFull",
     "BrokerUnavailable",
     "CinejobsError",
     "ConfigError",
@@ -71,3 +73,12 @@ class JobFailed(CinejobsError):
         self.error_type = error_type
         self.error_message = message
         self.traceback = traceback
+
+
+class BatcherFull(CinejobsError):
+    """A Batcher had no room for an item before the timeout (or at once with block=False): its
+    sink is slower than its producers."""
+
+
+class BatcherClosed(CinejobsError, RuntimeError):
+    """An item was added to a Batcher after it was closed."""

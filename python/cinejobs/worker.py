@@ -23,7 +23,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import _core
+from . import _core, batch
 from .context import CurrentJob, _current
 
 if TYPE_CHECKING:
@@ -238,6 +238,7 @@ class Worker:
         if any(t.is_async for t in self.tasks):
             self._event_loop()
         self._core.start()
+        batch._lifecycle.worker_started(self)
         return self
 
     def stop(self, grace: float | None = None) -> dict[str, Any]:
@@ -247,6 +248,8 @@ class Worker:
         if self._stop_report is None:
             report = self._core.stop(-1.0 if grace is None else max(0.0, grace))
             self._stop_report = dict(report)
+            # Batchers opened while the worker ran hold its jobs' output: write it out now.
+            batch._lifecycle.worker_stopped(self)
             if self._loop is not None:
                 # Coroutines of jobs past the grace period are cancelled as the loop stops; their
                 # handler threads see it and return (their jobs are already back in the queue).

@@ -33,6 +33,10 @@ def test_public_api_is_reexported_with_all() -> None:
         "JobTimeout",
         "JobFailed",
         "postgres",  # the module: cinejobs.postgres.enqueue(conn, task, ...)
+        "Batcher",
+        "BatcherFull",
+        "BatcherClosed",
+        "batch",  # the module: cinejobs.batch.PostgresSink, ElasticsearchSink, ...
     }
     assert set(cinejobs.__all__) == expected
     for name in expected:
