@@ -623,3 +623,16 @@ def test_film_lists_are_letterboxd_exports_of_bundled_films(tmdb: TmdbStandin) -
     assert 180 <= direct < 200
     names = (FIXTURES / "release_names.txt").read_text(encoding="utf-8").splitlines()
     assert len(names) == 50 and all(names)
+
+
+def test_expected_matches_name_a_bundled_film_for_every_input() -> None:
+    expected = json.loads((FIXTURES / "expected_matches.json").read_text(encoding="utf-8"))
+    movies = bundled().movies
+    films = read_letterboxd(FIXTURES / "films_letterboxd.csv")
+    assert {row["Letterboxd URI"] for row in films} == set(expected["films_letterboxd.csv"])
+    names = (FIXTURES / "release_names.txt").read_text(encoding="utf-8").splitlines()
+    assert set(names) == set(expected["release_names.txt"])
+    assert len(expected["demo_films.csv"]) == 50
+    for key in ("films_letterboxd.csv", "release_names.txt", "demo_films.csv"):
+        for movie_id in expected[key].values():
+            assert movie_id in movies and movies[movie_id]["imdb_id"], (key, movie_id)

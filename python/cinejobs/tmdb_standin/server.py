@@ -68,6 +68,9 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"  # keep-alive, so clients can reuse connections as with TMDB
+    # Headers and body go out in two writes; without TCP_NODELAY the body waits for the
+    # client's delayed ACK (about 40 ms a request).
+    disable_nagle_algorithm = True
     server_version = "tmdb-standin"
 
     _on_answer: Callable[[int | None], None] | None = None
