@@ -45,6 +45,9 @@ TOO_MANY_APPENDS = (
 )
 NOT_FOUND = (404, 34, "The resource you requested could not be found.")
 
+# The answers of the injected 5xx faults that TMDB itself gives (a 502 comes from a gateway).
+FAULT_ERRORS = {"500": INTERNAL_ERROR, "503": SERVICE_OFFLINE, "504": BACKEND_TIMEOUT}
+
 EXTERNAL_SOURCES = (
     "imdb_id", "facebook_id", "instagram_id", "tvdb_id", "tiktok_id", "twitter_id",
     "wikidata_id", "youtube_id",
@@ -72,9 +75,10 @@ def error(error: tuple[int, int, str]) -> Answer:
     return Answer(http_status, error_body(status_code, message))
 
 
-def rate_limited(count: int, limit: int, retry_after_s: int) -> Answer:
-    """TMDB's answer to one request too many (status_code 25), with Retry-After in seconds."""
-    message = f"Your request count ({count}) is over the allowed limit of ({limit})."
+def rate_limited(limit: int, retry_after_s: int) -> Answer:
+    """TMDB's answer to the request one past the limit (status_code 25), with Retry-After in
+    seconds."""
+    message = f"Your request count ({limit + 1}) is over the allowed limit of ({limit})."
     return Answer(429, error_body(25, message), {"Retry-After": str(retry_after_s)})
 
 

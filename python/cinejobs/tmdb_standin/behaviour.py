@@ -40,8 +40,10 @@ class Settings:
     read_token: str | None = "standin-read-token"
     # Added before every answer: a fixed delay, or a (low, high) range drawn uniformly.
     latency_ms: float | tuple[float, float] = 0.0
-    # At most `rate_limit` requests in any `rate_window_s` seconds (0: unlimited); the next one
-    # gets 429 with Retry-After. Refused requests do not count against the window.
+    # At most `rate_limit` requests arrive in any rolling `rate_window_s` seconds (0:
+    # unlimited); the next one gets 429 with Retry-After. Refused requests do not count against
+    # the window. Rolling is the strictest reading of "N per window": a client that keeps to it
+    # keeps to a fixed-window limit too.
     rate_limit: int = 0
     rate_window_s: float = 10.0
     # Each request that no schedule entry covers fails with this probability, with a kind drawn
@@ -140,6 +142,7 @@ class Admission:
     """What the behaviour decided for one request before the API answers it."""
 
     retry_after_s: int | None  # set: refuse with 429
+    rate_limit: int  # the limit this request was judged against (0: none)
     fault: str | None  # one of FAULT_KINDS, or None
     latency_s: float
     limit_headers: dict[str, str] = field(default_factory=dict)
@@ -235,7 +238,7 @@ class Behaviour:
                 latency_ms = self._random.uniform(*s.latency_ms)
             else:
                 latency_ms = s.latency_ms
-            return Admission(retry_after, fault, latency_ms / 1000.0, headers)
+            return Admission(retry_after, s.rate_limit, fault, latency_ms / 1000.0, headers)
 
     def finished(self, path_template: str, status: int | None) -> None:
         """Records one answered (or, with status None, dropped) TMDB API request."""

@@ -106,10 +106,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._on_answer = lambda status: behaviour.finished(template, status)
         try:
             if admission.retry_after_s is not None:
-                settings = behaviour.settings
-                answer = api.rate_limited(
-                    settings.rate_limit + 1, settings.rate_limit, admission.retry_after_s
-                )
+                answer = api.rate_limited(admission.rate_limit, admission.retry_after_s)
                 answer.headers.update(admission.limit_headers)
                 self._send_json(answer)
                 return
@@ -121,11 +118,8 @@ class _Handler(BaseHTTPRequestHandler):
                 standin.stopping.wait(behaviour.settings.hang_s)
                 self._drop()
                 return
-            if fault in ("500", "503", "504"):
-                error = {"500": api.INTERNAL_ERROR, "503": api.SERVICE_OFFLINE}.get(
-                    fault, api.BACKEND_TIMEOUT
-                )
-                self._send_json(api.error(error), admission.limit_headers)
+            if fault in api.FAULT_ERRORS:
+                self._send_json(api.error(api.FAULT_ERRORS[fault]), admission.limit_headers)
                 return
             if fault == "502":
                 self._send(502, _BAD_GATEWAY_PAGE, "text/html", admission.limit_headers)
