@@ -17,7 +17,6 @@ import gzip
 import json
 import socket
 import threading
-import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -317,12 +316,3 @@ class TmdbStandin:
         if settings.read_token is not None:
             env["TMDB_READ_TOKEN"] = settings.read_token
         return env
-
-    def wait_idle(self, timeout: float = 10.0) -> bool:
-        """Waits until no request is in flight; False if `timeout` passed first."""
-        deadline = time.monotonic() + timeout
-        while self.stats()["in_flight"]:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
-        return True
