@@ -6,7 +6,7 @@ BUILD_DIR := build/dev
 CMAKE := $(VENV)/bin/cmake
 
 .PHONY: deps install build-cpp test test-cpp test-python demo bench bench-sqlite bench-queues \
-  bench-deps lint format test-asan test-tsan clean
+  bench-deps bench-tmdb-standin lint format test-asan test-tsan clean
 
 deps:
 	scripts/install-deps.sh
@@ -34,10 +34,14 @@ demo: install
 	$(VENV)/bin/cinejobs demo
 
 # Benchmarks (bench/README.md): all, or one runner at a time.
-bench: bench-sqlite bench-queues
+bench: bench-sqlite bench-queues bench-tmdb-standin
 
 bench-sqlite: install
 	$(PY) bench/bench_sqlite.py
+
+# What the local TMDB stand-in can serve, and how exactly its rate limit admits.
+bench-tmdb-standin: install
+	$(PY) bench/bench_tmdb_standin.py
 
 # Celery, RQ, redis-py and matplotlib are for the benchmark only, so `make test` stays lean:
 # installed here from pyproject's optional group "bench", not by install-deps.
