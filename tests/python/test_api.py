@@ -573,9 +573,10 @@ def test_worker_consumes_the_queues_of_the_apps_tasks_by_default(app: App) -> No
         assert worker.queues == ["enrich", "index"]
         assert worker.running
         assert (ha.result(timeout=15), hb.result(timeout=15)) == ("a", "b")
-        stats = worker.stats()
     assert not worker.running
-    assert stats["succeeded"] == 2
+    # Read once stopped: a job's stored outcome may be visible a moment before the worker's
+    # counter moves (the counter follows the broker's acknowledgement).
+    assert worker.stats()["succeeded"] == 2
     assert worker.stop() == worker.stop()  # stopping twice is harmless
 
 
