@@ -26,6 +26,7 @@ app.conf.update(
     # Redelivery after a worker dies; kept short so the example's tests see it.
     broker_transport_options={"visibility_timeout": 60},
     worker_prefetch_multiplier=1,
+    broker_connection_retry_on_startup=True,
     # `count` has its own queue (the mixed-fleet test runs both workers on it).
     task_routes={"proj.tasks.count": {"queue": "counting"}},
 )

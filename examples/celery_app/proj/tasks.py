@@ -62,9 +62,11 @@ def on_error(failed_task_id: str, key: str) -> None:
     mark("on_error:" + key, failed_task_id)
 
 
-@app.task
-def count(key: str) -> int:
-    """Counts its executions, for the mixed-fleet test."""
+@app.task(bind=True)
+def count(self: Any, key: str) -> int:
+    """Counts its executions and which worker ran it, for the mixed-fleet test."""
+    kind = "cinejobs" if self.request.hostname.startswith("cinejobs@") else "celery"
+    _redis.hincrby(PREFIX + "count-by-worker", kind, 1)
     return int(_redis.hincrby(PREFIX + "count:" + key, "executions", 1))
 
 
