@@ -30,13 +30,14 @@ class CeleryAppWorker:
         cwd: Path = EXAMPLE_DIR,
         concurrency: int = 2,
         env: dict[str, str] | None = None,
+        loglevel: str = "INFO",
     ) -> None:
         bindir = Path(sys.executable).parent
         if kind == "celery":
             command = [
                 sys.executable, "-m", "celery", "-A", app_spec, "worker",
                 "-Q", ",".join(queues), "--pool", "prefork", "-c", str(concurrency),
-                "-n", f"celery-{uuid.uuid4().hex[:8]}@%h", "--loglevel", "INFO",
+                "-n", f"celery-{uuid.uuid4().hex[:8]}@%h", "--loglevel", loglevel,
                 "--without-mingle", "--without-gossip", "--without-heartbeat",
             ]  # fmt: skip
         elif kind == "cinejobs":
