@@ -31,6 +31,7 @@ class CeleryAppWorker:
         concurrency: int = 2,
         env: dict[str, str] | None = None,
         loglevel: str = "INFO",
+        extra: tuple[str, ...] = (),
     ) -> None:
         bindir = Path(sys.executable).parent
         if kind == "celery":
@@ -48,6 +49,7 @@ class CeleryAppWorker:
             ]  # fmt: skip
         else:
             raise ValueError(f"unknown worker kind {kind!r}: use one of {WORKER_KINDS}")
+        command += extra
         full_env = {**os.environ, **(env or {})}
         full_env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(cwd), full_env.get("PYTHONPATH", "")) if p
@@ -64,6 +66,11 @@ class CeleryAppWorker:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: the worker dies at once with the messages it holds."""
+        self.proc.kill()
+        self.proc.wait(timeout=10)
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM (a warm shutdown for both kinds) and wait; SIGKILL after `timeout`."""

@@ -264,3 +264,33 @@ def test_mixed_fleet_loses_and_duplicates_nothing(
     finally:
         for w in workers:
             w.stop()
+
+
+def test_a_killed_cinejobs_worker_s_task_runs_again_after_its_lease(
+    example: Example, tmp_path: Path, worker: CeleryAppWorker
+) -> None:
+    if worker.kind != "cinejobs":
+        pytest.skip("kills a cinejobs worker; runs once")
+    t = example.tasks
+    movie = uuid.uuid4().int % 10**9
+    gate = f"{example.prefix}gate:{movie}"
+    lease = ("--lease", "2")
+    first = CeleryAppWorker(
+        "cinejobs", "proj.celery:app", ["crash"], tmp_path / "1.log", extra=lease
+    )
+    second = None
+    try:
+        result = t.enrich.apply_async((movie, 1), queue="crash")
+        wait_until(lambda: result.state == "PROGRESS", 30, what="the task to start")
+        first.kill()
+        assert example.redis.hlen("unacked") >= 1  # held by the dead worker
+        second = CeleryAppWorker(
+            "cinejobs", "proj.celery:app", ["crash"], tmp_path / "2.log", extra=lease
+        )
+        example.redis.rpush(gate, 1)
+        assert result.get(timeout=60) == {"movie": movie, "steps": 1}
+        assert example.values("enrich").count(repr(movie)) == 1  # finished once
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
