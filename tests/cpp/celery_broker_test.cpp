@@ -78,12 +78,12 @@ TEST_F(CeleryBrokerTest, ReserveHoldsMessagesInUnackedAsKombusConsumerDoes) {
   call({"LPUSH", "celery", message("id-3", "tag-3")});
   const auto jobs = reserve(2);
   ASSERT_EQ(jobs.size(), 2u);
-  EXPECT_EQ(jobs[0].id, "id-1");  // the oldest first: producers LPUSH, consumers take the tail
+  EXPECT_EQ(jobs[0].id, "tag-1");  // the oldest first: producers LPUSH, consumers take the tail
   EXPECT_EQ(jobs[0].task, "proj.tasks.add");
   EXPECT_EQ(jobs[0].queue, "celery");
   EXPECT_EQ(jobs[0].attempt, 3);  // headers.retries + 1
   EXPECT_EQ(jobs[0].args, message("id-1", "tag-1", "application/json", "", 2));
-  EXPECT_EQ(jobs[1].id, "id-2");
+  EXPECT_EQ(jobs[1].id, "tag-2");
   EXPECT_EQ(call({"LLEN", "celery"}).text, "1");
   EXPECT_EQ(call({"HGET", "unacked", "tag-1"}).text,
             "[" + message("id-1", "tag-1", "application/json", "", 2) + R"(, "", "celery"])");
@@ -114,7 +114,7 @@ TEST_F(CeleryBrokerTest, ReleasePutsMessagesBackFirstInLineMarkedRedelivered) {
   EXPECT_EQ(call({"HLEN", "unacked"}).text, "0");
   const auto again = reserve(1);
   ASSERT_EQ(again.size(), 1u);
-  EXPECT_EQ(again[0].id, "id-1");
+  EXPECT_EQ(again[0].id, "tag-1");
   EXPECT_NE(again[0].args.find(R"("redelivered":true)"), std::string::npos) << again[0].args;
 }
 
@@ -130,7 +130,7 @@ TEST_F(CeleryBrokerTest, ADeferredMessageReturnsToItsQueueOnlyOnceItsTimeHasCome
   EXPECT_EQ(broker_->recover_expired().requeued, 1u);
   const auto due = reserve(2);
   ASSERT_EQ(due.size(), 1u);
-  EXPECT_EQ(due[0].id, "now");
+  EXPECT_EQ(due[0].id, "tag-now");
   EXPECT_EQ(call({"HEXISTS", "unacked", "tag-later"}).text, "1");
 }
 
@@ -156,9 +156,9 @@ TEST_F(CeleryBrokerTest, PriorityListsAreReadInKombusOrder) {
   call({"LPUSH", std::string("celery\x06\x16") + "3", message("three", "tag-3")});
   const auto jobs = reserve(3);
   ASSERT_EQ(jobs.size(), 3u);
-  EXPECT_EQ(jobs[0].id, "zero");
-  EXPECT_EQ(jobs[1].id, "three");
-  EXPECT_EQ(jobs[2].id, "six");
+  EXPECT_EQ(jobs[0].id, "tag-0");
+  EXPECT_EQ(jobs[1].id, "tag-3");
+  EXPECT_EQ(jobs[2].id, "tag-6");
 }
 
 TEST_F(CeleryBrokerTest, ALeaseRestoredByAnotherWorkerIsReportedLost) {
@@ -172,6 +172,20 @@ TEST_F(CeleryBrokerTest, ALeaseRestoredByAnotherWorkerIsReportedLost) {
   const Ack acks[] = {Ack{leases[0], R"({"status": "SUCCESS"})"}};
   EXPECT_EQ(broker_->ack(acks), 0u);
   EXPECT_EQ(server_->pipeline({{"SELECT", "1"}, {"EXISTS", "celery-task-meta-id-1"}}).text, "0");
+}
+
+TEST_F(CeleryBrokerTest, TwoDeliveriesOfOneTaskIdAreHeldApart) {
+  // A retry republishes its task id before the first delivery is acked.
+  call({"LPUSH", "celery", message("same", "tag-a")});
+  call({"LPUSH", "celery", message("same", "tag-b", "application/json", "", 1)});
+  const auto jobs = reserve(2);
+  ASSERT_EQ(jobs.size(), 2u);
+  EXPECT_NE(jobs[0].id, jobs[1].id);
+  const Ack acks[] = {Ack{LeaseRef{jobs[0].id, jobs[0].lease_token}, "null"},
+                      Ack{LeaseRef{jobs[1].id, jobs[1].lease_token}, R"({"status": "SUCCESS"})"}};
+  EXPECT_EQ(broker_->ack(acks), 2u);
+  EXPECT_EQ(server_->pipeline({{"SELECT", "1"}, {"GET", "celery-task-meta-same"}}).text,
+            R"({"status": "SUCCESS"})");
 }
 
 TEST_F(CeleryBrokerTest, UrlsThatAreNotRedisAreRefused) {

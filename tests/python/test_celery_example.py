@@ -5,6 +5,7 @@ call .delay() / .apply_async() exactly as they would with Celery alone."""
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import sys
 import uuid
@@ -29,18 +30,31 @@ class Example:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        os.environ["CELERY_BROKER_URL"] = url
-        os.environ["CELERY_RESULT_BACKEND"] = url
-        os.environ["EXAMPLE_KEY_PREFIX"] = f"example-{uuid.uuid4().hex[:8]}:"
+        self.prefix = f"example-{uuid.uuid4().hex[:8]}:"
+        # What the example reads at import, here and in the workers; never left in os.environ
+        # (Celery lets CELERY_BROKER_URL override any app's own broker).
+        self.env = {
+            "CELERY_BROKER_URL": url,
+            "CELERY_RESULT_BACKEND": url,
+            "EXAMPLE_KEY_PREFIX": self.prefix,
+        }
         if str(EXAMPLE_DIR) not in sys.path:
             sys.path.insert(0, str(EXAMPLE_DIR))
-        import proj.celery
-        import proj.tasks
+        saved = {name: os.environ.get(name) for name in self.env}
+        os.environ.update(self.env)
+        try:
+            import proj.celery
+            import proj.tasks
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
         import redis
 
         self.app: Any = proj.celery.app
         self.tasks: ModuleType = proj.tasks
-        self.prefix = os.environ["EXAMPLE_KEY_PREFIX"]
         self.redis = redis.Redis.from_url(url)
 
     def runs(self, name: str) -> int:
@@ -62,14 +76,17 @@ def worker(
 ) -> Iterator[CeleryAppWorker]:
     """One worker of each kind for the whole module: the suite runs once per kind."""
     log = tmp_path_factory.mktemp(request.param) / "worker.log"
-    proc = CeleryAppWorker(request.param, "proj.celery:app", [QUEUE], log, concurrency=4)
+    proc = CeleryAppWorker(
+        request.param, "proj.celery:app", [QUEUE], log, concurrency=4, env=example.env
+    )
     try:
         # Ready when it runs a task.
         assert example.tasks.add.delay(0, 0).get(timeout=60) == 0, proc.output()
         yield proc
     finally:
         proc.stop()
-        assert not example.redis.hlen("unacked"), "the worker left messages unacknowledged"
+        left = [json.loads(v)[0]["headers"]["task"] for v in example.redis.hvals("unacked")]
+        assert not left, f"the worker left messages unacknowledged: {left}"
 
 
 def key() -> str:
@@ -242,7 +259,9 @@ def test_mixed_fleet_loses_and_duplicates_nothing(
     if worker.kind != "cinejobs":
         pytest.skip("runs once, with one worker of each kind")
     workers = [
-        CeleryAppWorker(kind, "proj.celery:app", ["counting"], tmp_path / f"{kind}.log")
+        CeleryAppWorker(
+            kind, "proj.celery:app", ["counting"], tmp_path / f"{kind}.log", env=example.env
+        )
         for kind in WORKER_KINDS
     ]
     try:
@@ -276,7 +295,7 @@ def test_a_killed_cinejobs_worker_s_task_runs_again_after_its_lease(
     gate = f"{example.prefix}gate:{movie}"
     lease = ("--lease", "2")
     first = CeleryAppWorker(
-        "cinejobs", "proj.celery:app", ["crash"], tmp_path / "1.log", extra=lease
+        "cinejobs", "proj.celery:app", ["crash"], tmp_path / "1.log", extra=lease, env=example.env
     )
     second = None
     try:
@@ -285,7 +304,12 @@ def test_a_killed_cinejobs_worker_s_task_runs_again_after_its_lease(
         first.kill()
         assert example.redis.hlen("unacked") >= 1  # held by the dead worker
         second = CeleryAppWorker(
-            "cinejobs", "proj.celery:app", ["crash"], tmp_path / "2.log", extra=lease
+            "cinejobs",
+            "proj.celery:app",
+            ["crash"],
+            tmp_path / "2.log",
+            extra=lease,
+            env=example.env,
         )
         example.redis.rpush(gate, 1)
         assert result.get(timeout=60) == {"movie": movie, "steps": 1}

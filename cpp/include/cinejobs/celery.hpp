@@ -6,11 +6,13 @@
 //   `unacked_index` set in one Lua script (where kombu's consumer would leave them, so a Celery
 //   worker's restore_visible treats them as its own); messages that are not JSON (pickle, yaml)
 //   or not protocol 2 are put back for a Celery worker, never decoded here.
-// - A reserved Job carries: id = the task id, task = the Celery task name, queue, attempt =
-//   headers.retries + 1, and in `args` the kombu message envelope verbatim (JSON text: headers,
-//   properties, base64 body); the Python glue decodes the body. kwargs is "{}".
+// - A reserved Job carries: id = the delivery tag (unique per delivery, whereas a retry
+//   republishes its task id while the first delivery is still held), task = the Celery task
+//   name, queue, attempt = headers.retries + 1, and in `args` the kombu message envelope verbatim
+//   (JSON text: headers with the task id, properties, base64 body); the Python glue decodes it.
+//   kwargs is "{}".
 // - ack ends the delivery (HDEL + ZREM) and, when its result text is not "null", stores that
-//   text as the task's result document under celery-task-meta-<id> in the result backend (SET
+//   text as the task's result document under celery-task-meta-<task id> in the backend (SET
 //   with result_expires, then PUBLISH on the key's channel, as Celery's Redis backend does).
 // - fail with retry_at keeps the message in unacked and moves its index score so that a restore
 //   puts it back in its queue at retry_at (an ETA not yet reached); fail without it drops the

@@ -75,10 +75,12 @@ RedisEndpoint redis_endpoint(const std::string& url, std::string_view what) {
   return parse_redis_url(url, ignored).endpoint;
 }
 
-// Delivery: what a lease token stands for.
+// Delivery: what a lease token stands for. The job's id is the delivery tag: a task id is not
+// unique among held messages (a retry republishes its task id while the first delivery is
+// still held).
 struct Delivery {
   std::string tag;
-  std::string id;
+  std::string task_id;
 };
 
 class CeleryBroker final : public Broker {
@@ -137,7 +139,7 @@ class CeleryBroker final : public Broker {
         throw Error("unexpected row from the Celery reserve script");
       }
       Job job;
-      job.id = std::string(reply_text(row.element[2]));
+      job.id = std::string(reply_text(row.element[0]));
       job.task = std::string(reply_text(row.element[3]));
       job.queue = std::string(reply_text(row.element[1]));
       job.attempt = static_cast<int>(reply_int(row.element[4])) + 1;
@@ -148,27 +150,27 @@ class CeleryBroker final : public Broker {
       job.started_at = now;
       job.lease_token = ++last_token_;
       deliveries_.emplace(job.lease_token,
-                          Delivery{std::string(reply_text(row.element[0])), job.id});
+                          Delivery{job.id, std::string(reply_text(row.element[2]))});
       jobs.push_back(std::move(job));
     }
     return jobs;
   }
 
   std::size_t ack(std::span<const Ack> acks) override {
-    std::vector<std::pair<const Ack*, std::string>> held;  // the ack and its delivery tag
+    std::vector<std::pair<const Ack*, Delivery>> held;
     for (const Ack& a : acks) {
-      if (auto tag = take_delivery(a.lease)) held.emplace_back(&a, std::move(*tag));
+      if (auto delivery = take_delivery(a.lease)) held.emplace_back(&a, std::move(*delivery));
     }
     std::vector<std::string_view> tags;
-    for (const auto& [a, tag] : held) tags.push_back(tag);
+    for (const auto& [a, delivery] : held) tags.push_back(delivery.tag);
     const std::vector<bool> owned = run_per_tag(kAck, {}, tags);
-    std::vector<std::pair<std::string_view, std::string_view>> results;  // id, document
+    std::vector<std::pair<std::string_view, std::string_view>> results;  // task id, document
     std::size_t count = 0;
     for (std::size_t i = 0; i < held.size(); ++i) {
       if (!owned[i]) continue;
       ++count;
       if (held[i].first->result != "null") {
-        results.emplace_back(held[i].first->lease.id, held[i].first->result);
+        results.emplace_back(held[i].second.task_id, held[i].first->result);
       }
     }
     store_results(results);
@@ -179,8 +181,9 @@ class CeleryBroker final : public Broker {
     std::vector<std::string> dropped;
     std::size_t count = 0;
     for (const Fail& f : fails) {
-      auto tag = take_delivery(f.lease);
-      if (!tag) continue;
+      auto delivery = take_delivery(f.lease);
+      if (!delivery) continue;
+      std::string* tag = &delivery->tag;
       if (f.retry_at) {
         // Deferred: restored to its queue when score + visibility_timeout = retry_at.
         const std::string score = seconds_text(epoch_seconds(*f.retry_at) - visibility_seconds());
@@ -188,7 +191,7 @@ class CeleryBroker final : public Broker {
         if (run_per_tag(kTouch, score, one)[0]) ++count;
       } else {
         std::fprintf(stderr, "cinejobs worker: dropped Celery message %s (task %s): %s: %s\n",
-                     tag->c_str(), f.lease.id.c_str(), f.error.type.c_str(),
+                     tag->c_str(), delivery->task_id.c_str(), f.error.type.c_str(),
                      f.error.message.c_str());
         dropped.push_back(std::move(*tag));
       }
@@ -203,7 +206,7 @@ class CeleryBroker final : public Broker {
   std::size_t release(std::span<const LeaseRef> leases) override {
     std::vector<std::string> tags;
     for (const LeaseRef& lease : leases) {
-      if (auto tag = take_delivery(lease)) tags.push_back(std::move(*tag));
+      if (auto delivery = take_delivery(lease)) tags.push_back(std::move(delivery->tag));
     }
     if (tags.empty()) return 0;
     auto conn = broker_.lease();
@@ -223,7 +226,7 @@ class CeleryBroker final : public Broker {
       for (const LeaseRef& ref : leases) {
         out.push_back(ExtendResult{ref.id, false, false});
         auto it = deliveries_.find(ref.lease_token);
-        if (it == deliveries_.end() || it->second.id != ref.id) continue;
+        if (it == deliveries_.end() || it->second.tag != ref.id) continue;
         tags.push_back(it->second.tag);
         positions.push_back(out.size() - 1);
       }
@@ -239,10 +242,12 @@ class CeleryBroker final : public Broker {
   // set_progress stores Celery's custom state PROGRESS with the progress as its meta
   // ({step, fraction, message}), which AsyncResult.info returns.
   bool set_progress(const LeaseRef& lease, const Progress& progress) override {
+    std::string task_id;
     {
       std::lock_guard lock(mutex_);
       auto it = deliveries_.find(lease.lease_token);
-      if (it == deliveries_.end() || it->second.id != lease.id) return false;
+      if (it == deliveries_.end() || it->second.tag != lease.id) return false;
+      task_id = it->second.task_id;
     }
     if (!backend_) return true;
     std::string meta = R"({"status": "PROGRESS", "result": {"step": )";
@@ -252,9 +257,9 @@ class CeleryBroker final : public Broker {
     meta += R"(, "message": )";
     append_json_string(meta, progress.message);
     meta += R"(}, "traceback": null, "children": [], "date_done": null, "task_id": )";
-    append_json_string(meta, lease.id);
+    append_json_string(meta, task_id);
     meta += '}';
-    const std::pair<std::string_view, std::string_view> one[] = {{lease.id, meta}};
+    const std::pair<std::string_view, std::string_view> one[] = {{task_id, meta}};
     store_results(one);
     return true;
   }
@@ -332,14 +337,14 @@ class CeleryBroker final : public Broker {
     return static_cast<double>(options_.visibility_timeout.count()) / 1000.0;
   }
 
-  // take_delivery ends this process' record of a lease and returns its delivery tag.
-  std::optional<std::string> take_delivery(const LeaseRef& lease) {
+  // take_delivery ends this process' record of a lease and returns its delivery.
+  std::optional<Delivery> take_delivery(const LeaseRef& lease) {
     std::lock_guard lock(mutex_);
     auto it = deliveries_.find(lease.lease_token);
-    if (it == deliveries_.end() || it->second.id != lease.id) return std::nullopt;
-    std::string tag = std::move(it->second.tag);
+    if (it == deliveries_.end() || it->second.tag != lease.id) return std::nullopt;
+    Delivery delivery = std::move(it->second);
     deliveries_.erase(it);
-    return tag;
+    return delivery;
   }
 
   // run_per_tag calls `script` (ack or touch, with `score` for touch) for `tags` in pipelined

@@ -14,6 +14,7 @@ Celery is imported here, not by ``import cinejobs``.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -56,9 +57,14 @@ class UniqueTask(Task):  # type: ignore[misc]  # Celery has no type information
     unique_ttl: float = 3600.0
 
     def _lock_name(self, args: Any, kwargs: Any) -> str | None:
-        if self.unique_key is None:
+        # Celery makes decorator options class attributes, so a plain function would bind to the
+        # task: read it unbound.
+        make_key = inspect.getattr_static(self, "unique_key")
+        if isinstance(make_key, staticmethod):
+            make_key = make_key.__func__
+        if make_key is None:
             return None
-        key = self.unique_key(*(args or ()), **(kwargs or {}))
+        key = make_key(*(args or ()), **(kwargs or {}))
         return None if key is None else f"cinejobs:celery:unique:{self.name}:{key}"
 
     def _locks(self) -> redis.Redis:

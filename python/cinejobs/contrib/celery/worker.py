@@ -38,6 +38,8 @@ log = logging.getLogger("cinejobs.celery")
 
 # ETAs closer than this are run at once rather than deferred through the broker.
 _ETA_SLACK = _dt.timedelta(milliseconds=5)
+# Encodes like kombu's JSON serializer for values JSON knows (kombu adds types on top).
+_PLAIN_JSON = json.JSONEncoder()
 # How often the revoke listener checks whether it should stop.
 _LISTEN_TIMEOUT = 0.2
 
@@ -169,6 +171,10 @@ class CeleryRunner:
         from celery._state import _task_stack
 
         self._task_stack = _task_stack
+        conf = celery_app.conf
+        self._extended_results = bool(conf.find_value_for_key("extended", "result"))
+        self._plain_json = conf.result_serializer == "json"
+        self._timezone = celery_app.timezone
 
     def runner(self, task: Any) -> Callable[[_core.JobContext], _core.RunnerResult]:
         """Build the callable the C++ worker calls (GIL held) for each message of ``task``."""
@@ -184,8 +190,10 @@ class CeleryRunner:
             except _Deferred as deferred:
                 return ("Deferred", str(deferred), "", int(deferred.args[1]))
             except BaseException as exc:  # never let the C++ worker retry on its own
-                log.exception("cinejobs could not run Celery task %s[%s]", task.name, ctx.id)
-                self._store_failure(task, ctx.id, exc, None)
+                task_id = _task_id(ctx.args)
+                log.exception("cinejobs could not run Celery task %s[%s]", task.name, task_id)
+                if task_id:
+                    self._store_failure(task, task_id, exc, None)
                 return "null"
             finally:
                 _current.reset(token)
@@ -197,7 +205,7 @@ class CeleryRunner:
         envelope = json.loads(ctx.args)
         headers: dict[str, Any] = envelope.get("headers") or {}
         properties: dict[str, Any] = envelope.get("properties") or {}
-        task_id = ctx.id
+        task_id: str = headers["id"]  # ctx.id is the delivery tag
         args, kwargs, embed = decode_body(envelope)
         info = properties.get("delivery_info") or {}
         request: dict[str, Any] = {
@@ -278,13 +286,34 @@ class CeleryRunner:
             task.request_stack.pop()
 
     def _success_document(self, task: Any, retval: Any, context: Any) -> str:
+        """The SUCCESS document Celery's backend would store (``_get_result_meta`` plus the
+        task id), built directly: Celery's own path costs more than running a short task."""
         backend = task.backend
         if isinstance(backend, self._disabled_backend):
             return "null"
-        meta = backend._get_result_meta(
-            result=retval, state=self._states.SUCCESS, traceback=None, request=context
-        )
+        if self._extended_results:
+            meta = backend._get_result_meta(
+                result=retval, state=self._states.SUCCESS, traceback=None, request=context
+            )
+        else:
+            meta = {
+                "status": self._states.SUCCESS,
+                "result": retval,
+                "traceback": None,
+                "children": [r.as_tuple() for r in getattr(context, "children", None) or ()],
+                "date_done": _dt.datetime.now(self._timezone).isoformat(),
+            }
+            if context.group:
+                meta["group_id"] = context.group
+            if context.parent_id:
+                meta["parent_id"] = context.parent_id
         meta["task_id"] = context.id
+        if self._plain_json:
+            try:
+                # Plain JSON values encode exactly as kombu's JSON serializer writes them.
+                return _PLAIN_JSON.encode(meta)
+            except TypeError:
+                pass  # a datetime, UUID, Decimal...: kombu's encoder knows them
         document = backend.encode(meta)
         return document if isinstance(document, str) else document.decode()
 
@@ -328,6 +357,14 @@ class CeleryRunner:
         self, task: Any, state: str, retval: Any, task_id: str, args: Any, kwargs: Any
     ) -> None:
         task.after_return(state, retval, task_id, args, kwargs, None)
+
+
+def _task_id(envelope: str) -> str:
+    """The task id of a message envelope, or "" when it cannot be read."""
+    try:
+        return str(json.loads(envelope)["headers"]["id"])
+    except (ValueError, KeyError, TypeError):
+        return ""
 
 
 class CeleryWorker(Worker):
