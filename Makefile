@@ -6,7 +6,7 @@ BUILD_DIR := build/dev
 CMAKE := $(VENV)/bin/cmake
 
 .PHONY: deps install build-cpp test test-cpp test-python demo bench bench-sqlite bench-queues \
-  bench-deps bench-tmdb-standin lint format test-asan test-tsan clean
+  bench-celery bench-deps bench-tmdb-standin lint format test-asan test-tsan clean
 
 deps:
 	scripts/install-deps.sh
@@ -34,7 +34,7 @@ demo: install
 	$(VENV)/bin/cinejobs demo
 
 # Benchmarks (bench/README.md): all, or one runner at a time.
-bench: bench-sqlite bench-queues bench-tmdb-standin
+bench: bench-sqlite bench-queues bench-celery bench-tmdb-standin
 
 bench-sqlite: install
 	$(PY) bench/bench_sqlite.py
@@ -53,6 +53,10 @@ bench-deps: install
 
 bench-queues: bench-deps
 	$(PY) bench/bench_queues.py
+
+# celery worker (prefork) against cinejobs worker --celery on one Celery app and redis-server.
+bench-celery: bench-deps
+	$(PY) bench/bench_celery.py
 
 lint: deps
 	clang-format --dry-run --Werror $$(git ls-files 'cpp/*.cpp' 'cpp/*.hpp' 'tests/cpp/*.cpp')

@@ -46,7 +46,7 @@ struct PersistentThreadState {
 
 // Calls the Python runner on a handler thread, holding the GIL only for the call and the
 // conversion of its result. The runner returns the result as JSON text, or a tuple
-// (type, message, traceback) for a failure it caught.
+// (type, message, traceback[, retry_at epoch ms]) for a failure it caught.
 Handler python_handler(py::object runner) {
   auto holder = std::make_shared<PyRunner>(std::move(runner));
   return [holder](JobContext& ctx) -> std::string {
@@ -57,7 +57,9 @@ Handler python_handler(py::object runner) {
       py::object out = holder->fn(ctx.shared_from_this());
       if (py::isinstance<py::str>(out)) return out.cast<std::string>();
       auto failure = out.cast<py::tuple>();
-      throw HandlerError(py::str(failure[0]), py::str(failure[1]), py::str(failure[2]));
+      std::optional<std::int64_t> retry_at;
+      if (failure.size() > 3 && !failure[3].is_none()) retry_at = failure[3].cast<std::int64_t>();
+      throw HandlerError(py::str(failure[0]), py::str(failure[1]), py::str(failure[2]), retry_at);
     } catch (py::error_already_set& e) {
       // The runner itself failed (it should catch the handler's errors): record what it raised.
       std::string type = py::str(e.type().attr("__name__"));

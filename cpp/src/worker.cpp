@@ -248,11 +248,13 @@ struct Worker::State {
       return;
     }
     std::optional<JobFailure> failure;
+    std::optional<EpochMs> retry_at;  // the handler's own choice of when to retry
     std::string result;
     try {
       result = handler->second.handler(ctx);
     } catch (const HandlerError& e) {
       failure = JobFailure{e.type(), e.message(), e.traceback()};
+      retry_at = e.retry_at();
     } catch (const JobTimeout& e) {
       failure = JobFailure{"JobTimeout", e.what(), ""};
     } catch (const JobCancelled& e) {
@@ -268,7 +270,7 @@ struct Worker::State {
                      "job ran past its timeout of " + std::to_string(job.timeout_ms) + " ms", ""};
     }
     if (failure) {
-      settle_failure(ctx, std::move(*failure), &handler->second.options);
+      settle_failure(ctx, std::move(*failure), &handler->second.options, retry_at);
     } else {
       if (result.empty()) result = "null";
       std::lock_guard lock(mutex);
@@ -281,7 +283,8 @@ struct Worker::State {
 
   // settle_failure decides between retry and a final state; `options` is null when the job
   // cannot succeed on any attempt (unknown task).
-  void settle_failure(JobContext& ctx, JobFailure error, const HandlerOptions* options) {
+  void settle_failure(JobContext& ctx, JobFailure error, const HandlerOptions* options,
+                      std::optional<EpochMs> retry_at = std::nullopt) {
     const Job& job = ctx.job();
     Fail f{LeaseRef{job.id, job.lease_token}, std::move(error), std::nullopt, JobState::kFailed};
     switch (ctx.stop_reason()) {
@@ -293,7 +296,7 @@ struct Worker::State {
         [[fallthrough]];
       default:
         if (options != nullptr && job.attempt < job.max_attempts) {
-          f.retry_at = now_ms() + retry_delay(*options, job.attempt).count();
+          f.retry_at = retry_at ? *retry_at : now_ms() + retry_delay(*options, job.attempt).count();
         }
     }
     std::lock_guard lock(mutex);

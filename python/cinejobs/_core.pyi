@@ -11,8 +11,9 @@ __version__: str
 # message} | None), result (JSON text | None), error ({type, message, traceback} | None),
 # created_at, started_at, finished_at (epoch ms, 0 when not yet), cancel_requested.
 JobDict = dict[str, Any]
-# What a Python runner returns: the result as JSON text, or (error type, message, traceback).
-RunnerResult = str | tuple[str, str, str]
+# What a Python runner returns: the result as JSON text, or (error type, message, traceback),
+# or (error type, message, traceback, retry at epoch ms) to choose when the job runs again.
+RunnerResult = str | tuple[str, str, str] | tuple[str, str, str, int]
 
 class Broker:
     def __init__(
@@ -196,3 +197,12 @@ class Batcher:
     def closed(self) -> bool: ...
     def stats(self) -> dict[str, int]: ...
     def undelivered(self) -> list[dict[str, Any]]: ...
+# A Broker over a Celery app's Redis broker in kombu's layout (cinejobs/celery.hpp); results
+# go to the Redis result backend at backend_url ("" for none).
+def open_celery_broker(
+    broker_url: str,
+    *,
+    backend_url: str = "",
+    visibility_timeout: float = 3600.0,
+    result_expires: float = 86400.0,
+) -> Broker: ...

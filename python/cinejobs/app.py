@@ -31,7 +31,7 @@ from .worker import Worker
 
 _log = logging.getLogger("cinejobs")
 
-__all__ = ["DEFAULT_BROKER_URL", "App", "Task", "default_broker_url"]
+__all__ = ["DEFAULT_BROKER_URL", "App", "Task", "default_broker_url", "run_until_signalled"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -721,49 +721,68 @@ class App:
         status 130: the jobs still running go back to the queue when their leases expire.
         ``on_status`` is called every ``status_interval`` seconds.
         """
-        if threading.current_thread() is not threading.main_thread():
-            raise RuntimeError("run_worker installs signal handlers: call it from the main thread")
-        stop = threading.Event()
-        signals: list[int] = []
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            signals.append(signum)
-            if stop.is_set():
-                os._exit(128 + signum)
-            stop.set()
-
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            worker = self.worker(queues, concurrency, **options)
-            worker.start()
-            if on_start is not None:
-                on_start(worker)
-            next_status = time.monotonic() + status_interval
-            while not stop.wait(max(0.0, min(0.2, next_status - time.monotonic()))):
-                if on_status is not None and time.monotonic() >= next_status:
-                    on_status(worker)
-                    next_status = time.monotonic() + status_interval
-            if on_stopping is not None:
-                on_stopping(worker, signals[0] if signals else 0)
-            # stop() runs in a helper thread so that a second signal is handled meanwhile.
-            outcome: list[dict[str, Any] | BaseException] = []
-
-            def stop_worker() -> None:
-                try:
-                    outcome.append(worker.stop())
-                except BaseException as exc:
-                    outcome.append(exc)
-
-            stopper = threading.Thread(target=stop_worker, name="cinejobs-stop")
-            stopper.start()
-            while stopper.is_alive():
-                stopper.join(0.2)
-            if isinstance(outcome[0], BaseException):
-                raise outcome[0]
-            return outcome[0]
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        return run_until_signalled(
+            lambda: self.worker(queues, concurrency, **options),
+            on_start=on_start,
+            on_status=on_status,
+            on_stopping=on_stopping,
+            status_interval=status_interval,
+        )
 
     def __repr__(self) -> str:
         return f"<App {self._broker_url} tasks={len(self._tasks)}>"
+
+
+def run_until_signalled(
+    make_worker: Callable[[], Worker],
+    *,
+    on_start: Callable[[Worker], None] | None = None,
+    on_status: Callable[[Worker], None] | None = None,
+    on_stopping: Callable[[Worker, int], None] | None = None,
+    status_interval: float = 1.0,
+) -> dict[str, Any]:
+    """Start the worker ``make_worker()`` builds, run it until SIGTERM or SIGINT, then stop it
+    gracefully and return its stop report (see :meth:`App.run_worker`)."""
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("run_worker installs signal handlers: call it from the main thread")
+    stop = threading.Event()
+    signals: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        signals.append(signum)
+        if stop.is_set():
+            os._exit(128 + signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        worker = make_worker()
+        worker.start()
+        if on_start is not None:
+            on_start(worker)
+        next_status = time.monotonic() + status_interval
+        while not stop.wait(max(0.0, min(0.2, next_status - time.monotonic()))):
+            if on_status is not None and time.monotonic() >= next_status:
+                on_status(worker)
+                next_status = time.monotonic() + status_interval
+        if on_stopping is not None:
+            on_stopping(worker, signals[0] if signals else 0)
+        # stop() runs in a helper thread so that a second signal is handled meanwhile.
+        outcome: list[dict[str, Any] | BaseException] = []
+
+        def stop_worker() -> None:
+            try:
+                outcome.append(worker.stop())
+            except BaseException as exc:
+                outcome.append(exc)
+
+        stopper = threading.Thread(target=stop_worker, name="cinejobs-stop")
+        stopper.start()
+        while stopper.is_alive():
+            stopper.join(0.2)
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

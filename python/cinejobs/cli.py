@@ -18,7 +18,7 @@ from typing import Any
 
 from . import __version__, _core
 from ._status import StatusLine
-from .app import DEFAULT_BROKER_URL, App, default_broker_url
+from .app import DEFAULT_BROKER_URL, App, default_broker_url, run_until_signalled
 from .errors import CinejobsError, UniqueConflict
 from .handle import STATES
 
@@ -153,8 +153,35 @@ def _seconds(text: str) -> float:
 # ---- commands ----
 
 
+def load_celery_app(spec: str) -> Any:
+    """Import a Celery app named ``module:attribute`` (as ``celery -A`` takes it)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name:
+        raise CliError(f"--celery {spec!r} names no module: use e.g. proj.celery:app")
+    try:
+        from celery import Celery
+    except ImportError:
+        raise CliError("--celery needs Celery installed (pip install 'celery[redis]')") from None
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in (attr or "app").split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise CliError(f"cannot load --celery {spec!r}: {exc}") from None
+    if not isinstance(obj, Celery):
+        raise CliError(f"--celery {spec!r} is a {type(obj).__qualname__}, not a Celery app")
+    return obj
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
-    app = _app_for(args)
+    if args.celery and getattr(args, "app", None):
+        raise CliError("--celery and --app name two apps: give one")
+    celery_app: Any = load_celery_app(args.celery) if args.celery else None
+    app = None if celery_app is not None else _app_for(args)
+    broker_url = app.broker_url if app is not None else celery_app.conf.broker_url
     queues = _parse_queues(args.queues)
     options: dict[str, Any] = {}
     if args.grace is not None:
@@ -168,10 +195,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     def started(worker: Any) -> None:
         tasks = ", ".join(worker.task_names) or "none"
+        builtins = "" if celery_app is not None else " (+ builtins cinejobs.noop, cinejobs.sleep)"
         status.log(
-            f"cinejobs worker {os.getpid()} started: broker {app.broker_url}, queues "
-            f"{','.join(worker.queues)}, concurrency {worker.concurrency}; tasks: {tasks} "
-            "(+ builtins cinejobs.noop, cinejobs.sleep)"
+            f"cinejobs worker {os.getpid()} started: broker {broker_url}, queues "
+            f"{','.join(worker.queues)}, concurrency {worker.concurrency}; tasks: {tasks}"
+            + builtins
         )
 
     def stopping(worker: Any, signum: int) -> None:
@@ -181,14 +209,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
             "to finish, the rest go back to the queue (send it again to quit at once)"
         )
 
-    report = app.run_worker(
-        queues,
-        args.concurrency,
+    if celery_app is not None:
+        from .contrib.celery.worker import CeleryWorker
+
+        def make_worker() -> Any:
+            return CeleryWorker(celery_app, queues=queues, concurrency=args.concurrency, **options)
+    else:
+        assert app is not None
+
+        def make_worker() -> Any:
+            return app.worker(queues, args.concurrency, **options)
+
+    report = run_until_signalled(
+        make_worker,
         on_start=started,
         on_status=lambda w: status.update(w.stats()),
         on_stopping=stopping,
         status_interval=0.5 if status.tty else 1.0,
-        **options,
     )
     status.finish()
     status.log(
@@ -347,6 +384,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the cinejobs.App whose tasks to run, imported with the current directory on "
         "sys.path (ATTR defaults to 'app'); without it only the builtins cinejobs.noop and "
         "cinejobs.sleep run. --broker overrides the app's own broker URL",
+    )
+    w.add_argument(
+        "--celery",
+        metavar="MODULE:ATTR",
+        help="run an unmodified Celery app's tasks instead (as 'celery -A MODULE:ATTR worker' "
+        "would), consuming the messages its producers send to its Redis broker and storing "
+        "results in its Redis result backend; --queues defaults to the app's default queue "
+        "(see docs/celery.md)",
     )
     w.add_argument(
         "--queues",

@@ -219,6 +219,12 @@ class Worker:
                 retry_backoff_max=task.retry_backoff_max,
             )
 
+    def register(self, name: str, runner: Callable[[_core.JobContext], _core.RunnerResult]) -> None:
+        """Run jobs of task ``name`` with ``runner`` (called with the GIL held; returns the
+        result as JSON text or an error tuple). Adapters for other task frameworks (the Celery
+        drop-in worker) use it; must be called before :meth:`start`."""
+        self._core.register(name, runner)
+
     def _event_loop(self) -> _EventLoopThread:
         with self._loop_lock:
             if self._loop is None:

@@ -341,6 +341,28 @@ TEST_F(WorkerTest, HandlerErrorTypeMessageAndTracebackAreRecorded) {
                                                  "Traceback (most recent call last):\n"}));
 }
 
+TEST_F(WorkerTest, AHandlerErrorWithRetryAtSchedulesTheRetryThenInsteadOfTheBackoff) {
+  const EpochMs later = now_ms() + 3'600'000;
+  HandlerOptions ho;
+  ho.retry_backoff = 10ms;  // would retry at once without retry_at
+  Worker worker(broker_, options(1));
+  worker.register_handler(
+      "eta",
+      [&](JobContext&) -> std::string { throw HandlerError("Deferred", "not yet", "", later); },
+      ho);
+  Job job = make_job("eta");
+  job.max_attempts = 3;
+  const std::string id = enqueue(job);
+  worker.start();
+  EXPECT_TRUE(wait_until([&] { return worker.stats().retried == 1; }, 5s));
+  worker.stop();
+  const auto stored = broker_->get(id);
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_EQ(stored->state, JobState::kScheduled);
+  EXPECT_EQ(stored->run_at, later);
+  EXPECT_EQ(stored->attempt, 1);
+}
+
 TEST_F(WorkerTest, UnknownTaskFailsAtOnceWithoutRetry) {
   std::atomic<int> known_runs{0};
   Worker worker(broker_, options(1));

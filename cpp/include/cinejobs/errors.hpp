@@ -3,6 +3,8 @@
 // the exception of the same name in cinejobs.errors.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -73,18 +75,24 @@ class JobTimeout : public Error {
 };
 
 // HandlerError: a handler's failure as the job will record it: an error type name, a message
-// and a traceback (empty for native handlers).
+// and a traceback (empty for native handlers). A handler that knows when its job should run
+// again (a Celery ETA, an upstream's Retry-After) sets retry_at: the worker then retries at that
+// time, when attempts remain, instead of after its backoff.
 class HandlerError : public Error {
  public:
-  HandlerError(std::string type, std::string message, std::string traceback = {});
+  HandlerError(std::string type, std::string message, std::string traceback = {},
+               std::optional<std::int64_t> retry_at = std::nullopt);
   const std::string& type() const noexcept { return type_; }
   const std::string& message() const noexcept { return message_; }
   const std::string& traceback() const noexcept { return traceback_; }
+  // Epoch milliseconds, or empty: retry after the backoff.
+  const std::optional<std::int64_t>& retry_at() const noexcept { return retry_at_; }
 
  private:
   std::string type_;
   std::string message_;
   std::string traceback_;
+  std::optional<std::int64_t> retry_at_;
 };
 
 }  // namespace cinejobs
