@@ -15,7 +15,7 @@ with app.worker(concurrency=8):
 
 from __future__ import annotations
 
-from . import postgres
+from . import postgres, tmdb
 from ._core import __version__
 from .app import App, Task
 from .context import CurrentJob, current_job
@@ -53,4 +53,5 @@ __all__ = [
     "__version__",
     "current_job",
     "postgres",
+    "tmdb",
 ]

@@ -33,6 +33,7 @@ def test_public_api_is_reexported_with_all() -> None:
         "JobTimeout",
         "JobFailed",
         "postgres",  # the module: cinejobs.postgres.enqueue(conn, task, ...)
+        "tmdb",  # the module: cinejobs.tmdb.parse_release_name(name), rank_candidates(...)
     }
     assert set(cinejobs.__all__) == expected
     for name in expected:
