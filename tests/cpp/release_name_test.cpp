@@ -255,6 +255,8 @@ TEST(ReleaseNameTest, FileExtensionsAndPathsAreDropped) {
   // TS in capitals is a telesync, ts in lower case a transport-stream file.
   EXPECT_EQ(parse("Transformers.2007.TS").source, "TS");
   EXPECT_EQ(parse("Transformers.2007.720p.HDTV.ts").source, "HDTV");
+  // Archive volumes carry their number before the extension.
+  EXPECT_EQ(parse("Tenet.2020.1080p.BluRay.x264-GRP.part01.rar").group, "GRP");
 }
 
 TEST(ReleaseNameTest, SamplesAreNotEnrichable) {
@@ -275,6 +277,7 @@ TEST(ReleaseNameTest, SubtitlesTrailersAndExtrasAreNotEnrichable) {
   EXPECT_EQ(srt.reason, "subtitles");
   EXPECT_EQ(srt.group, "NTb");
   EXPECT_EQ(srt.kind, ReleaseKind::kEpisode);
+  EXPECT_EQ(parse("Heat.1995.1080p.BluRay.x264-GRP.English.srt").group, "GRP");
   EXPECT_EQ(parse("Heat.1995.SUBPACK.1080p.BluRay-GRP").reason, "subtitles");
   EXPECT_EQ(parse("Dune.Part.Two.2024.Official.Trailer.1080p.WEB.h264").reason, "trailer");
   EXPECT_EQ(parse("Oppenheimer.2023.Behind.the.Scenes.1080p.WEB-GRP").reason, "extras");
@@ -292,6 +295,7 @@ TEST(ReleaseNameTest, SoftwareGamesAndMusicAreNotVideos) {
   EXPECT_EQ(game.reason, "game");
   EXPECT_EQ(game.title, "Cyberpunk 2077");
   EXPECT_EQ(parse("Hogwarts.Legacy.PS5-DUPLEX").reason, "game");
+  EXPECT_EQ(parse("Hades.II.v0.90-TENOKE").reason, "game");
   EXPECT_EQ(parse("Interstellar.OST.2014.FLAC-GRP").reason, "audio");
   EXPECT_EQ(parse("Pink.Floyd.The.Wall.1979.FLAC").reason, "audio");
   EXPECT_EQ(parse("01 - Main Title.mp3").reason, "audio");

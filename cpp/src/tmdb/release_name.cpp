@@ -188,16 +188,21 @@ bool is_technical(std::string_view word) {
   return true;
 }
 
-// Subtitle files carry their language and flavour before the extension: Title-GRP.en.forced.srt.
-std::string_view strip_subtitle_language(std::string_view s) {
+// Subtitle files carry their language and flavour before the extension (Title-GRP.en.forced.srt,
+// Title-GRP.English.srt), and archive volumes their number (Title-GRP.part1.rar).
+std::string_view strip_file_suffixes(std::string_view s) {
   for (int round = 0; round < 2; ++round) {
     const auto dot = s.rfind('.');
     if (dot == std::string_view::npos) break;
     const std::string_view suffix = s.substr(dot + 1);
-    const bool code =
-        (suffix.size() == 2 || suffix.size() == 3) &&
-        std::all_of(suffix.begin(), suffix.end(), [](char c) { return c >= 'a' && c <= 'z'; });
-    if (!code && suffix != "forced" && suffix != "sdh") break;
+    const auto lower_letters = [](char c) { return c >= 'a' && c <= 'z'; };
+    const bool code = (suffix.size() == 2 || suffix.size() == 3) &&
+                      std::all_of(suffix.begin(), suffix.end(), lower_letters);
+    const Vocable* word = find_vocable(vocable_key(suffix), suffix);
+    const bool language = word && word->field == VocableField::kTag;
+    const bool volume = suffix.size() > 4 && lower_ascii(suffix.substr(0, 4)) == "part" &&
+                        all_digits(suffix.substr(4));
+    if (!code && !language && !volume && suffix != "forced" && suffix != "sdh") break;
     s = s.substr(0, dot);
   }
   return s;
@@ -341,7 +346,7 @@ std::string_view Parser::strip_file_parts(std::string_view s) {
       if (const auto reason = detail::extension_reason(extension)) {
         if (!reason->empty()) note_reason(*reason);
         s = trim(s.substr(0, dot));
-        if (*reason == "subtitles") s = strip_subtitle_language(s);
+        s = strip_file_suffixes(s);
       }
     }
   }

@@ -134,6 +134,8 @@ constexpr Row kTags[] = {
     {"multi", "MULTI", kWeak},
     {"dual", "DUAL", kWeak},
     {"dl", "DL", kWeak},
+    {"english", "ENGLISH", kWeak},
+    {"eng", "ENGLISH", kWeak},
     {"french", "FRENCH", kWeak},
     {"truefrench", "TRUEFRENCH", kWeak},
     {"vff", "VFF", kWeak},
@@ -225,7 +227,6 @@ constexpr Row kMarkers[] = {
     {"320kbps", "audio"},
     {"256kbps", "audio"},
     {"192kbps", "audio"},
-    {"v0", "audio"},
     {"cdrip", "audio"},
     {"24bit", "audio"},
 };
@@ -244,7 +245,7 @@ constexpr Extension kExtensions[] = {
     {"sup", "subtitles"}, {"exe", "software"},  {"msi", "software"},  {"dmg", "software"},
     {"apk", "software"},  {"mp3", "audio"},     {"flac", "audio"},    {"m4a", "audio"},
     {"ogg", "audio"},     {"wav", "audio"},     {"nfo", ""},          {"nzb", ""},
-    {"torrent", ""},
+    {"rar", ""},          {"zip", ""},          {"7z", ""},           {"torrent", ""},
 };
 
 constexpr std::string_view kGameGroups[] = {
