@@ -6,7 +6,7 @@ BUILD_DIR := build/dev
 CMAKE := $(VENV)/bin/cmake
 
 .PHONY: deps install build-cpp test test-cpp test-python demo bench bench-sqlite bench-redis \
-  bench-deps lint format test-asan test-tsan clean
+  bench-release-names bench-deps lint format test-asan test-tsan clean
 
 deps:
 	scripts/install-deps.sh
@@ -33,8 +33,8 @@ test: test-cpp test-python
 demo: install
 	$(VENV)/bin/cinejobs demo
 
-# Benchmarks (bench/README.md): both, or one broker at a time.
-bench: bench-sqlite bench-redis
+# Benchmarks (bench/README.md): all, or one at a time.
+bench: bench-sqlite bench-redis bench-release-names
 
 bench-sqlite: install
 	$(PY) bench/bench_sqlite.py
@@ -49,6 +49,9 @@ bench-deps: install
 
 bench-redis: bench-deps
 	$(PY) bench/bench_redis.py
+
+bench-release-names: install
+	$(PY) bench/bench_release_names.py
 
 lint: deps
 	clang-format --dry-run --Werror $$(git ls-files 'cpp/*.cpp' 'cpp/*.hpp' 'tests/cpp/*.cpp')
