@@ -161,7 +161,8 @@ def search_fallbacks(
 ) -> list[SearchQuery]:
     """The searches to try, in order, when searching for ``title`` (and ``year``) found
     nothing: without the year, the original title, punctuation stripped, leading article
-    dropped. None repeats the query or an earlier entry."""
+    dropped, trailing country code (``The Office US``) dropped. None repeats the query or an
+    earlier entry."""
     return [
         SearchQuery(title=t, year=y)
         for t, y in _core.search_fallbacks(title, year, original_title or "")

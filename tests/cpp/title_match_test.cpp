@@ -197,4 +197,14 @@ TEST(SearchFallbacksTest, AddsNothingThatWouldRepeatTheQuery) {
   EXPECT_EQ(search_fallbacks({"Fast & Furious", std::nullopt, {}})[0].title, "Fast and Furious");
 }
 
+TEST(SearchFallbacksTest, DropsTheCountryReleaseNamesAddToShows) {
+  const auto f = search_fallbacks({"The Office US", std::nullopt, {}});
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_EQ(f[0].title, "Office US");
+  EXPECT_EQ(f[1].title, "The Office");
+  // Only as the last word, in capitals, and never the whole title.
+  EXPECT_TRUE(search_fallbacks({"US", std::nullopt, {}}).empty());
+  EXPECT_TRUE(search_fallbacks({"Us", std::nullopt, {}}).empty());
+}
+
 }  // namespace

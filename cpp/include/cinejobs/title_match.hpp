@@ -73,7 +73,9 @@ std::vector<RankedCandidate> rank_candidates(const TitleQuery& query,
 // search_fallbacks lists, in the order to try them, the searches to make when the query's own
 // search found nothing: without the year; the original title (with, then without the year);
 // the title with punctuation stripped (Mission: Impossible - Fallout -> Mission Impossible
-// Fallout); without its leading article. Each is new: none repeats the query or an earlier one.
+// Fallout); without its leading article; without a trailing country code that release names
+// add to shows (The Office US -> The Office). Each is new: none repeats the query or an
+// earlier one.
 std::vector<TitleQuery> search_fallbacks(const TitleQuery& query);
 
 }  // namespace cinejobs

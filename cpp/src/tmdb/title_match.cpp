@@ -187,6 +187,19 @@ std::string without_article(std::string_view title) {
   return join_words(words);
 }
 
+// Release names tell remakes of shows apart by country (The.Office.US, Shameless.UK); TMDB
+// titles do not carry it.
+std::string without_country(std::string_view title) {
+  constexpr std::string_view kCountries[] = {"US", "UK", "AU", "NZ", "CA", "IE"};
+  std::vector<std::string> words = split_words(title);
+  if (words.size() < 2 || std::find(std::begin(kCountries), std::end(kCountries), words.back()) ==
+                              std::end(kCountries)) {
+    return std::string(title);
+  }
+  words.pop_back();
+  return join_words(words);
+}
+
 double year_score(std::optional<int> wanted, std::optional<int> found) {
   if (!wanted || !found) return 0.5;
   const int gap = std::abs(*wanted - *found);
@@ -296,6 +309,7 @@ std::vector<TitleQuery> search_fallbacks(const TitleQuery& query) {
   const std::string stripped = strip_punctuation(query.title);
   add_both(stripped);
   add_both(without_article(stripped));
+  add_both(without_country(stripped));
   return out;
 }
 
