@@ -6,7 +6,8 @@ BUILD_DIR := build/dev
 CMAKE := $(VENV)/bin/cmake
 
 .PHONY: deps install build-cpp test test-cpp test-python demo bench bench-sqlite bench-queues \
-  bench-celery bench-deps bench-tmdb-standin lint format test-asan test-tsan clean
+  bench-celery bench-deps bench-tmdb-standin bench-release-names lint format test-asan test-tsan \
+  clean
 
 deps:
 	scripts/install-deps.sh
@@ -34,7 +35,7 @@ demo: install
 	$(VENV)/bin/cinejobs demo
 
 # Benchmarks (bench/README.md): all, or one runner at a time.
-bench: bench-sqlite bench-queues bench-celery bench-tmdb-standin
+bench: bench-sqlite bench-queues bench-celery bench-tmdb-standin bench-release-names
 
 bench-sqlite: install
 	$(PY) bench/bench_sqlite.py
@@ -57,6 +58,9 @@ bench-queues: bench-deps
 # celery worker (prefork) against cinejobs worker --celery on one Celery app and redis-server.
 bench-celery: bench-deps
 	$(PY) bench/bench_celery.py
+
+bench-release-names: install
+	$(PY) bench/bench_release_names.py
 
 lint: deps
 	clang-format --dry-run --Werror $$(git ls-files 'cpp/*.cpp' 'cpp/*.hpp' 'tests/cpp/*.cpp')

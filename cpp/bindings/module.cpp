@@ -55,4 +55,5 @@ PYBIND11_MODULE(_core, m) {
   cinejobs::bindings::register_postgres(m);
   cinejobs::bindings::register_batcher(m);
   cinejobs::bindings::register_celery(m);
+  cinejobs::bindings::register_tmdb(m);
 }

@@ -15,7 +15,7 @@ with app.worker(concurrency=8):
 
 from __future__ import annotations
 
-from . import batch, postgres
+from . import batch, postgres, tmdb
 from ._core import __version__
 from .app import App, Task
 from .batch import Batcher
@@ -60,4 +60,5 @@ __all__ = [
     "batch",
     "current_job",
     "postgres",
+    "tmdb",
 ]

@@ -206,3 +206,24 @@ def open_celery_broker(
     visibility_timeout: float = 3600.0,
     result_expires: float = 86400.0,
 ) -> Broker: ...
+# Release names and title matching (cinejobs.tmdb wraps these). A parsed name is a dict: title,
+# year, season, episode, last_episode, air_date, resolution, source, codec, audio, channels,
+# group (None where the name does not say), tags (list[str]), kind ("movie", "episode",
+# "season" or "unknown"), enrichable (bool), reason (str | None).
+def parse_release_name(name: str) -> dict[str, Any]: ...
+def normalize_title(title: str) -> str: ...
+def title_similarity(a: str, b: str) -> float: ...
+
+# candidates: (id, title, original_title, year, popularity). Returns them best first, each with
+# (confidence, similarity, year_score) appended.
+def rank_candidates(
+    title: str,
+    year: int | None,
+    original_title: str,
+    candidates: Sequence[tuple[int, str, str, int | None, float]],
+) -> list[tuple[int, str, str, int | None, float, float, float, float]]: ...
+
+# (title, year) of each fallback search, in the order to try them.
+def search_fallbacks(
+    title: str, year: int | None, original_title: str
+) -> list[tuple[str, int | None]]: ...
