@@ -14,6 +14,7 @@ void register_errors(py::module_& m);
 void register_broker(py::module_& m);
 void register_worker(py::module_& m);
 void register_postgres(py::module_& m);
+void register_scheduler(py::module_& m);
 
 // Python passes durations as float seconds.
 inline std::chrono::milliseconds to_ms(double seconds) {

@@ -48,4 +48,5 @@ PYBIND11_MODULE(_core, m) {
   cinejobs::bindings::register_broker(m);
   cinejobs::bindings::register_worker(m);
   cinejobs::bindings::register_postgres(m);
+  cinejobs::bindings::register_scheduler(m);
 }

@@ -32,6 +32,7 @@ from .errors import (
     UnknownTask,
 )
 from .handle import JobHandle
+from .schedules import Scheduler, ScheduleSpec, ScheduleStatus
 from .worker import Worker
 
 __all__ = [
@@ -46,6 +47,9 @@ __all__ = [
     "JobHandle",
     "JobNotFound",
     "JobTimeout",
+    "ScheduleSpec",
+    "ScheduleStatus",
+    "Scheduler",
     "Task",
     "UniqueConflict",
     "UnknownTask",

@@ -244,7 +244,9 @@ TEST_F(PostgresBrokerTest, ConcurrentMigratorsApplyEachMigrationOnce) {
     int applied_once = 0;
     for (int i = 0; i < kMigrators; ++i) {
       EXPECT_EQ(errors[static_cast<std::size_t>(i)], "");
-      if (applied[static_cast<std::size_t>(i)] == std::vector<int>{1}) {
+      // The first migrator applies every migration, from 1; the others find nothing to do.
+      if (!applied[static_cast<std::size_t>(i)].empty() &&
+          applied[static_cast<std::size_t>(i)].front() == 1) {
         ++applied_once;
       } else {
         EXPECT_TRUE(applied[static_cast<std::size_t>(i)].empty());

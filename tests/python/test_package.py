@@ -33,6 +33,9 @@ def test_public_api_is_reexported_with_all() -> None:
         "JobTimeout",
         "JobFailed",
         "postgres",  # the module: cinejobs.postgres.enqueue(conn, task, ...)
+        "ScheduleSpec",
+        "ScheduleStatus",
+        "Scheduler",
     }
     assert set(cinejobs.__all__) == expected
     for name in expected:
