@@ -13,6 +13,7 @@
 
 #include "broker_factories.hpp"
 #include "cinejobs/broker.hpp"
+#include "cinejobs/errors.hpp"
 #include "cinejobs/scheduler.hpp"
 #include "test_support.hpp"
 
@@ -167,6 +168,34 @@ TEST_P(ScheduleConformance, SchedulersOverOneBrokerEnqueueEachDueTickOnce) {
   }
   EXPECT_EQ(total, 10u);  // ticks base+1000 .. base+10000, each by one of the two
   EXPECT_EQ(broker_->schedule_state("every-second")->last_tick, base + 10'000);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(SchedulerThread, EnqueuesTicksUntilStoppedAndRefusesRunDueMeanwhile) {
+  auto store = broker_factories().front().make_store();
+  auto broker = store->open();
+  std::vector<Schedule> schedules(1);
+  schedules[0].name = "fast";
+  schedules[0].task = "sched.task";
+  schedules[0].timing = ScheduleTiming::every(100ms);
+  SchedulerOptions options;
+  options.prune_every = 0ms;
+  Scheduler scheduler(broker, schedules, options);
+  scheduler.stop();  // safe before start
+  scheduler.start();
+  scheduler.start();  // a no-op
+  EXPECT_THROW(scheduler.run_due(now_ms()), ConfigError);
+  ASSERT_TRUE(wait_until([&] { return broker->schedule_history("fast", 10).size() >= 3; }, 10s));
+  scheduler.stop();
+  scheduler.stop();  // safe twice
+  EXPECT_FALSE(scheduler.running());
+  EXPECT_EQ(scheduler.last_error(), "");
+  const auto after_stop = broker->schedule_history("fast", 1000).size();
+  EXPECT_EQ(scheduler.run_due(0).size(), 0u);  // nothing is due before the recorded tick
+  EXPECT_EQ(broker->schedule_history("fast", 1000).size(), after_stop);
 }
 
 }  // namespace

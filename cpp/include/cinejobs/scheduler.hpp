@@ -56,7 +56,7 @@ class Scheduler {
 
   // run_due offers every tick due at `now` to the broker, as the thread does each time it
   // wakes, and returns the ticks this call enqueued. For callers without the thread (tests,
-  // one-shot runs); not to be called while the thread runs.
+  // one-shot runs); throws ConfigError while the thread runs.
   std::vector<TickResult> run_due(EpochMs now);
 
   const std::vector<Schedule>& schedules() const noexcept { return schedules_; }
@@ -69,6 +69,7 @@ class Scheduler {
     EpochMs last = 0;  // the last tick recorded for the schedule, as far as this scheduler knows
   };
   void load_cursor(std::size_t i, EpochMs now);
+  std::vector<TickResult> offer_due_ticks(EpochMs now);
   EpochMs next_wake(EpochMs now) const;
   void run(std::stop_token stop);
 

@@ -67,6 +67,14 @@ void Scheduler::load_cursor(std::size_t i, EpochMs now) {
 }
 
 std::vector<TickResult> Scheduler::run_due(EpochMs now) {
+  // The cursors belong to the thread while it runs.
+  if (thread_.joinable()) {
+    throw ConfigError("run_due cannot be called while the scheduler's thread runs: stop() first");
+  }
+  return offer_due_ticks(now);
+}
+
+std::vector<TickResult> Scheduler::offer_due_ticks(EpochMs now) {
   std::vector<TickResult> enqueued;
   for (std::size_t i = 0; i < schedules_.size(); ++i) {
     load_cursor(i, now);
@@ -115,7 +123,7 @@ void Scheduler::run(std::stop_token stop) {
     EpochMs wake = now_ms() + options_.max_sleep.count();
     try {
       const EpochMs now = now_ms();
-      run_due(now);
+      offer_due_ticks(now);
       wake = next_wake(now);
       std::lock_guard lock(error_mutex_);
       last_error_.clear();
