@@ -100,6 +100,18 @@ TEST_P(ScheduleConformance, ATickAtOrBeforeTheLastRecordedOneIsNotEnqueuedAgain)
   EXPECT_EQ(broker_->list(sched_queue()).size(), 2u);
 }
 
+TEST_P(ScheduleConformance, ALiveJobHoldingTheTicksKeyRunsTheTick) {
+  Job by_hand = make_job("sched.task", "sched");
+  by_hand.unique_key = tick_unique_key("held", 7000);
+  const std::string holder = broker_->enqueue(by_hand).id;
+  const TickResult r = broker_->enqueue_tick(offer("held", 7000));
+  EXPECT_TRUE(r.enqueued);  // the tick is recorded: no scheduler offers it again
+  EXPECT_EQ(r.job_id, holder);
+  EXPECT_EQ(broker_->schedule_state("held")->last_job_id, holder);
+  EXPECT_EQ(broker_->schedule_history("held", 10).at(0).job_id, holder);
+  EXPECT_EQ(broker_->list(sched_queue()).size(), 1u);
+}
+
 TEST_P(ScheduleConformance, SchedulesAreIndependent) {
   ASSERT_TRUE(broker_->enqueue_tick(offer("a", 1000)).enqueued);
   ASSERT_TRUE(broker_->enqueue_tick(offer("b", 1000)).enqueued);

@@ -784,9 +784,21 @@ class PostgresBroker final : public Broker {
       }
       const pqxx::result r = exec_insert(tx, "cj_enqueue_one", p[0], p[1], p[2], p[3], p[4], p[5],
                                          p[6], p[7], p[8], p[9], p[10], p[11]);
-      // No row only when a holder of the unique key committed after this statement's snapshot:
-      // the tick is then enqueued already, under the holder's id.
-      const std::string job_id = r.empty() ? id : as_text(r[0][0]);
+      // A live job held the tick's unique key (one enqueued by hand): it runs the tick. No row
+      // means that holder committed after the statement's snapshot; a new statement sees it.
+      std::string job_id = id;
+      if (!r.empty()) {
+        job_id = as_text(r[0][0]);
+      } else if (tick.job.unique_key) {
+        const pqxx::result holder = tx.exec_prepared("cj_live_by_key", *tick.job.unique_key);
+        if (!holder.empty()) job_id = as_text(holder[0][0]);
+      }
+      if (job_id != id) {
+        tx.exec_params(with_schema("UPDATE :\"schema\".schedules SET last_job_id = $2 "
+                                   "WHERE name = $1",
+                                   config_.schema),
+                       tick.schedule, job_id);
+      }
       tx.exec_prepared("cj_record_tick", tick.schedule, tick.tick, job_id, now_ms());
       tx.commit();
       return TickResult{true, tick.tick, job_id};

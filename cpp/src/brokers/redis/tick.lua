@@ -11,7 +11,15 @@
 do
   local base = 5 + tonumber(ARGV[4]) + tonumber(ARGV[3]) * 7
   local schedule, tick, next_tick = ARGV[base], ARGV[base + 1], ARGV[base + 2]
-  local job_id = ARGV[5 + tonumber(ARGV[4])]
+  -- The job's id, or the id of a live job holding the tick's unique key (one enqueued by
+  -- hand): enqueue.lua then refuses the new job, and that one runs the tick.
+  local first_job = 5 + tonumber(ARGV[4])
+  local job_id = ARGV[first_job]
+  local ukey = ARGV[first_job + 5]
+  if ukey ~= '' then
+    local holder = redis.call('GET', uniq_key(ukey))
+    if holder and LIVE[redis.call('HGET', job_key(holder), 'state')] then job_id = holder end
+  end
   local state = P .. 'sch.state:' .. schedule
   local last = redis.call('HGET', state, 'last_tick')
   if last and tonumber(last) >= tonumber(tick) then
