@@ -186,6 +186,26 @@ TEST_P(ScheduleConformance, SchedulersOverOneBrokerEnqueueEachDueTickOnce) {
 
 namespace {
 
+TEST(SchedulerOnce, AOneOffInstantRunsOnceEvenWhenNoSchedulerRanAtIt) {
+  auto store = broker_factories().front().make_store();
+  std::vector<Schedule> schedules(1);
+  schedules[0].name = "once";
+  schedules[0].task = "sched.task";
+  schedules[0].timing = ScheduleTiming::once(50'000);
+  SchedulerOptions options;
+  options.prune_every = 0ms;
+  Scheduler late(store->open(), schedules, options);
+  ASSERT_EQ(late.run_due(60'000).size(), 1u);
+  EXPECT_EQ(late.run_due(70'000).size(), 0u);
+  Scheduler again(store->open(), schedules, options);
+  EXPECT_EQ(again.run_due(80'000).size(), 0u);
+  // With a grace shorter than the delay, the missed instant is dropped.
+  schedules[0].name = "once-graced";
+  schedules[0].misfire.grace = 1s;
+  Scheduler graced(store->open(), schedules, options);
+  EXPECT_EQ(graced.run_due(60'000).size(), 0u);
+}
+
 TEST(SchedulerThread, EnqueuesTicksUntilStoppedAndRefusesRunDueMeanwhile) {
   auto store = broker_factories().front().make_store();
   auto broker = store->open();

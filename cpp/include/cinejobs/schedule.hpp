@@ -41,6 +41,8 @@ class ScheduleTiming {
 
   // next_after returns the first tick strictly after `after`; nullopt when none is left.
   std::optional<EpochMs> next_after(EpochMs after) const;
+  // once_at is the instant of a one-off timing (nullopt for cron and interval timings).
+  std::optional<EpochMs> once_at() const;
   // describe returns the spec as users wrote it: "cron 0 2 * * * (Europe/Paris)", "every 10s",
   // "once at 1700000000000".
   std::string describe() const;

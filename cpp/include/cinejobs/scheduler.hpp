@@ -5,7 +5,8 @@
 // timing, never from when a scheduler happened to wake, so all schedulers agree on them.
 // After downtime (no scheduler running), a starting scheduler applies each schedule's
 // MisfirePolicy to the ticks it missed. A schedule that never ticked starts from the
-// scheduler's start: earlier ticks are not missed ones.
+// scheduler's start: earlier ticks are not missed ones (but a one-off instant that passed unrun
+// is, and runs within the policy's grace).
 // The built-in "cinejobs.prune" schedule (on by default) enqueues the native cinejobs.prune
 // job, which deletes finished jobs past the broker's result_ttl and schedule history past
 // history_retention.

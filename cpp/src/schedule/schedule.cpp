@@ -45,6 +45,11 @@ std::optional<EpochMs> ScheduleTiming::next_after(EpochMs after) const {
   return std::nullopt;
 }
 
+std::optional<EpochMs> ScheduleTiming::once_at() const {
+  if (const auto* once = std::get_if<OnceTiming>(&timing_)) return once->at;
+  return std::nullopt;
+}
+
 std::string ScheduleTiming::describe() const {
   if (const auto* c = std::get_if<CronTiming>(&timing_)) {
     return "cron " + c->cron.text() + " (" + c->zone.name() + ")";

@@ -61,8 +61,12 @@ void Scheduler::load_cursor(std::size_t i, EpochMs now) {
   Cursor& c = cursors_[i];
   if (c.loaded) return;
   const std::optional<ScheduleState> state = broker_->schedule_state(schedules_[i].name);
-  // Never ticked: start from now, so ticks before this scheduler existed are not misfires.
+  // Never ticked: start from now, so ticks before this scheduler existed are not misfires;
+  // but a one-off instant that passed unrun is a misfire, left to the policy's grace.
   c.last = state ? state->last_tick : (started_at_ > 0 ? std::min(started_at_, now) : now);
+  if (const auto at = schedules_[i].timing.once_at(); !state && at && *at <= c.last) {
+    c.last = *at - 1;
+  }
   c.loaded = true;
 }
 
