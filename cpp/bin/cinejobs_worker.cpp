@@ -202,7 +202,7 @@ int main(int argc, char** argv) {
   log_line("pid " + std::to_string(::getpid()) + " started: broker " + broker->url() + ", queues " +
            join(options.worker.queues) + ", concurrency " +
            std::to_string(options.worker.concurrency) +
-           "; native tasks: cinejobs.noop, cinejobs.sleep");
+           "; native tasks: cinejobs.noop, cinejobs.sleep, cinejobs.prune");
 
   const auto status_every = to_ms(options.status_every);
   int sig = 0;

@@ -56,4 +56,5 @@ PYBIND11_MODULE(_core, m) {
   cinejobs::bindings::register_batcher(m);
   cinejobs::bindings::register_celery(m);
   cinejobs::bindings::register_tmdb(m);
+  cinejobs::bindings::register_scheduler(m);
 }

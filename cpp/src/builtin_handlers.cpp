@@ -1,6 +1,7 @@
 // Native handlers every worker knows. cinejobs.noop measures the engine without handler cost;
 // cinejobs.sleep stands in for slow work in tests and demos and shows how a native handler
-// reports progress and honours its cancel token.
+// reports progress and honours its cancel token; cinejobs.prune is the scheduler's built-in
+// clean-up.
 #include <simdjson.h>
 
 #include <algorithm>
@@ -46,11 +47,27 @@ std::string run_sleep(JobContext& ctx) {
   return "null";
 }
 
+// run_prune deletes finished jobs past the broker's result_ttl and schedule history older than
+// kwargs' history_retention_ms; the built-in prune schedule enqueues it.
+std::string run_prune(JobContext& ctx) {
+  simdjson::dom::parser parser;
+  std::int64_t retention_ms = 0;
+  if (parser.parse(ctx.job().kwargs)["history_retention_ms"].get(retention_ms) ||
+      retention_ms < 0) {
+    throw HandlerError("ValueError",
+                       "cinejobs.prune needs kwargs {\"history_retention_ms\": <integer >= 0>}");
+  }
+  const std::size_t jobs = ctx.broker().prune_finished();
+  const std::size_t ticks = ctx.broker().prune_schedule_history(now_ms() - retention_ms);
+  return "{\"jobs\": " + std::to_string(jobs) + ", \"ticks\": " + std::to_string(ticks) + "}";
+}
+
 }  // namespace
 
 void register_builtin_handlers(Worker& worker) {
   worker.register_handler("cinejobs.noop", [](JobContext&) { return std::string("null"); });
   worker.register_handler("cinejobs.sleep", run_sleep);
+  worker.register_handler("cinejobs.prune", run_prune);
 }
 
 }  // namespace cinejobs

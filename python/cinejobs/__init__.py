@@ -35,6 +35,7 @@ from .errors import (
     UnknownTask,
 )
 from .handle import JobHandle
+from .schedules import Scheduler, ScheduleSpec, ScheduleStatus
 from .worker import Worker
 
 __all__ = [
@@ -52,6 +53,9 @@ __all__ = [
     "JobHandle",
     "JobNotFound",
     "JobTimeout",
+    "ScheduleSpec",
+    "ScheduleStatus",
+    "Scheduler",
     "Task",
     "UniqueConflict",
     "UnknownTask",

@@ -8,6 +8,7 @@ carry is refused with TypeError at enqueue, before anything is stored.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import functools
 import inspect
@@ -27,6 +28,14 @@ from . import _core
 from .errors import BrokerUnavailable, ConfigError, UniqueConflict, UnknownTask
 from .handle import JobHandle, decode_job
 from .inline import run_inline
+from .schedules import (
+    Scheduler,
+    ScheduleSpec,
+    ScheduleStatus,
+    grace_seconds,
+    make_timing,
+    schedule_statuses,
+)
 from .worker import Worker
 
 _log = logging.getLogger("cinejobs")
@@ -37,7 +46,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_BROKER_URL = "sqlite:///cinejobs.db"
-BUILTIN_TASKS = ("cinejobs.noop", "cinejobs.sleep")
+BUILTIN_TASKS = ("cinejobs.noop", "cinejobs.sleep", "cinejobs.prune")
 _JSON_SEPARATORS = (",", ":")
 # The options every enqueue accepts, besides args and kwargs.
 _ENQUEUE_OPTIONS = frozenset(
@@ -268,6 +277,7 @@ class App:
         self._broker: _core.Broker | None = None
         self._lock = threading.Lock()
         self._tasks: dict[str, Task[..., Any]] = {}
+        self._schedules: dict[str, ScheduleSpec] = {}
 
     # ---- broker ----
 
@@ -673,6 +683,168 @@ class App:
     def cancel(self, job_id: str) -> str:
         """Cancel a job by id; see :meth:`JobHandle.cancel`."""
         return self.broker.cancel(job_id)
+
+    # ---- schedules ----
+
+    def periodic(
+        self,
+        fn: Callable[P, R] | Task[P, R] | None = None,
+        /,
+        *,
+        cron: str | None = None,
+        every: str | float | _dt.timedelta | None = None,
+        run_at: _dt.datetime | float | None = None,
+        tz: str | None = None,
+        name: str | None = None,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        grace: float | _dt.timedelta | None = None,
+        catch_up: int = 0,
+        **task_options: Any,
+    ) -> Any:
+        """Register a function as a task (or take a Task, when stacked on ``@app.task``) and
+        schedule it: ``@app.periodic(cron="0 2 * * *", tz="Europe/Paris")`` or
+        ``@app.periodic(every="10s")``. Schedule options as :meth:`schedule`; other options
+        go to :meth:`task`. Returns the Task."""
+
+        def register(f: Callable[P, R] | Task[P, R]) -> Task[P, R]:
+            task = f if isinstance(f, Task) else self.task(**task_options)(f)
+            self.schedule(
+                task,
+                cron=cron,
+                every=every,
+                run_at=run_at,
+                tz=tz,
+                name=name,
+                args=args,
+                kwargs=kwargs,
+                grace=grace,
+                catch_up=catch_up,
+            )
+            return task
+
+        if isinstance(fn, Task) and task_options:
+            raise ConfigError(
+                f"@app.periodic on task {fn.name!r}: task options "
+                f"({', '.join(sorted(task_options))}) belong on @app.task"
+            )
+        if fn is None:
+            return register
+        return register(fn)
+
+    def schedule(
+        self,
+        task: str | Task[..., Any],
+        *,
+        cron: str | None = None,
+        every: str | float | _dt.timedelta | None = None,
+        run_at: _dt.datetime | float | None = None,
+        tz: str | None = None,
+        name: str | None = None,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        grace: float | _dt.timedelta | None = None,
+        catch_up: int = 0,
+    ) -> ScheduleSpec:
+        """Schedule a task: exactly one of ``cron`` (five fields, or six with seconds first,
+        or a macro such as ``@daily``; read in the IANA zone ``tz``, default UTC), ``every``
+        (``"10s"``, a timedelta or seconds; ticks on multiples of it since the Unix epoch) or
+        ``run_at`` (one aware datetime or epoch seconds).
+
+        ``name`` (default: the task's name) identifies the schedule in the broker; two
+        schedules of one task need different names. Misfires, ticks that passed while no
+        scheduler ran: those more than ``grace`` seconds old are dropped (default: no limit);
+        of the rest, ``catch_up=0`` runs one (the latest), ``catch_up=N`` the latest N.
+        Raises ConfigError for a bad expression or zone (naming the field) or a taken name.
+        """
+        task_name, known = self._lookup(task)
+        schedule_name = name if name is not None else task_name
+        if not isinstance(schedule_name, str) or not schedule_name:
+            raise ConfigError("a schedule name must be a non-empty string")
+        where = f"schedule {schedule_name!r}"
+        timing, zone = make_timing(cron=cron, every=every, run_at=run_at, tz=tz, where=where)
+        if isinstance(catch_up, bool) or not isinstance(catch_up, int) or catch_up < 0:
+            raise ConfigError(f"{where}: catch_up must be a whole number >= 0, got {catch_up!r}")
+        fields = self._job_fields(task_name, known, args, kwargs, queue=queue, priority=priority)
+        spec = ScheduleSpec(
+            name=schedule_name,
+            task=task_name,
+            timing=timing,
+            tz=zone,
+            args_json=fields[2],
+            kwargs_json=fields[3],
+            queue=fields[1],
+            priority=fields[4],
+            max_attempts=fields[6],
+            timeout_ms=fields[8],
+            grace=grace_seconds(grace),
+            catch_up=catch_up,
+        )
+        existing = self._schedules.get(schedule_name)
+        # Timings compare by what they say (the core objects have no equality).
+        if existing is not None and (
+            existing.spec != spec.spec or dataclasses.replace(existing, timing=spec.timing) != spec
+        ):
+            raise ConfigError(
+                f"two schedules are named {schedule_name!r}; give one of them another name="
+            )
+        self._schedules[schedule_name] = spec
+        return spec
+
+    def configure_schedules(self, config: Mapping[str, Mapping[str, Any]]) -> list[ScheduleSpec]:
+        """Declare schedules from a mapping, as in Django settings::
+
+            CINEJOBS_SCHEDULES = {
+                "nightly-report": {"task": "reports.nightly", "cron": "0 2 * * *",
+                                   "tz": "Europe/Paris", "kwargs": {"full": True}},
+                "heartbeat": {"task": "ops.ping", "every": "30s"},
+            }
+
+        Each entry takes :meth:`schedule`'s options; its key is the schedule's name."""
+        if not isinstance(config, Mapping):
+            raise ConfigError(f"schedules must be a mapping of name to options, got {config!r}")
+        allowed = set(inspect.signature(self.schedule).parameters) - {"name"}
+        specs = []
+        for schedule_name, entry in config.items():
+            if not isinstance(entry, Mapping) or "task" not in entry:
+                raise ConfigError(
+                    f"schedule {schedule_name!r}: expected a mapping with a 'task' key, got "
+                    f"{entry!r}"
+                )
+            unknown = set(entry) - allowed
+            if unknown:
+                raise ConfigError(
+                    f"schedule {schedule_name!r}: unknown option(s) {', '.join(sorted(unknown))}"
+                    f"; known: {', '.join(sorted(allowed))}"
+                )
+            options = dict(entry)
+            specs.append(self.schedule(options.pop("task"), name=schedule_name, **options))
+        return specs
+
+    @property
+    def declared_schedules(self) -> dict[str, ScheduleSpec]:
+        """The app's schedules by name (a copy)."""
+        return dict(self._schedules)
+
+    def schedules(self) -> list[ScheduleStatus]:
+        """Every schedule declared in this app or recorded in its broker, with its last tick,
+        next tick, last job id and that job's outcome."""
+        return schedule_statuses(self.broker, self._schedules)
+
+    def schedule_history(self, name: str, limit: int = 100) -> list[tuple[_dt.datetime, str]]:
+        """A schedule's enqueued ticks, newest first: (tick, job id)."""
+        return [
+            (_dt.datetime.fromtimestamp(tick / 1000, tz=_dt.UTC), job_id)
+            for tick, job_id, _ in _core.schedule_history(self.broker, name, limit)
+        ]
+
+    def scheduler(self, **options: Any) -> Scheduler:
+        """A scheduler for this app's schedules (plus the built-in prune schedule); a context
+        manager that starts it on enter and stops it on exit. Options as
+        :class:`cinejobs.schedules.Scheduler`."""
+        return Scheduler(self.broker, list(self._schedules.values()), **options)
 
     # ---- workers ----
 

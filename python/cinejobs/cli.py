@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -193,16 +194,29 @@ def cmd_worker(args: argparse.Namespace) -> int:
     status = StatusLine(sys.stdout, prefix="cinejobs worker: ")
     grace = options.get("grace", 30.0)
 
+    if args.with_scheduler and app is None:
+        raise CliError("--with-scheduler runs cinejobs schedules; a --celery worker has none")
+    scheduler = app.scheduler(**_scheduler_options(args)) if args.with_scheduler and app else None
+
     def started(worker: Any) -> None:
         tasks = ", ".join(worker.task_names) or "none"
-        builtins = "" if celery_app is not None else " (+ builtins cinejobs.noop, cinejobs.sleep)"
+        builtins = (
+            ""
+            if celery_app is not None
+            else " (+ builtins cinejobs.noop, cinejobs.sleep, cinejobs.prune)"
+        )
         status.log(
             f"cinejobs worker {os.getpid()} started: broker {broker_url}, queues "
             f"{','.join(worker.queues)}, concurrency {worker.concurrency}; tasks: {tasks}"
             + builtins
         )
+        if scheduler is not None:
+            scheduler.start()
+            status.log(f"cinejobs worker: scheduler running {', '.join(scheduler.names)}")
 
     def stopping(worker: Any, signum: int) -> None:
+        if scheduler is not None:
+            scheduler.stop()
         name = signal.Signals(signum).name if signum else "a signal"
         status.log(
             f"cinejobs worker: {name} received, stopping: running jobs get up to {grace:g} s "
@@ -239,6 +253,88 @@ def cmd_worker(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
+    return 0
+
+
+def _scheduler_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if args.history_retention is not None:
+        options["history_retention"] = args.history_retention
+    if args.prune_every is not None:
+        options["prune_every"] = args.prune_every
+    return options
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    app = _app_for(args)
+    if not app.declared_schedules and args.prune_every == 0:
+        raise CliError(f"--app {args.app!r} declares no schedule and --prune-every is 0")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with app.scheduler(**_scheduler_options(args)) as scheduler:
+            print(
+                f"cinejobs scheduler {os.getpid()} started: broker {app.broker_url}; schedules: "
+                f"{', '.join(scheduler.names)}",
+                flush=True,
+            )
+            while not stop.wait(0.2):
+                pass
+        print("cinejobs scheduler stopped", flush=True)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def cmd_schedules(args: argparse.Namespace) -> int:
+    app = _app_for(args)
+    statuses = app.schedules()
+
+    def iso(when: _dt.datetime | None) -> str | None:
+        return None if when is None else when.isoformat()
+
+    if args.json:
+        out = [
+            {
+                "name": st.name,
+                "spec": st.spec,
+                "tz": st.tz,
+                "last_tick": iso(st.last_tick),
+                "next_tick": iso(st.next_tick),
+                "last_job_id": st.last_job_id,
+                "outcome": st.outcome,
+            }
+            for st in statuses
+        ]
+        print(json.dumps(out, indent=2))
+        return 0
+    if not statuses:
+        print(f"no schedules declared in the app or recorded in {app.broker_url}")
+        return 0
+
+    def when(value: _dt.datetime | None) -> str:
+        return "-" if value is None else _fmt_time(round(value.timestamp() * 1000))
+
+    rows = [
+        [
+            st.name,
+            st.spec,
+            st.tz,
+            when(st.last_tick),
+            when(st.next_tick),
+            st.last_job_id or "-",
+            st.outcome or "-",
+        ]
+        for st in statuses
+    ]
+    print(f"schedules in {app.broker_url} (times are local)")
+    headers = ["NAME", "SPEC", "TZ", "LAST TICK", "NEXT TICK", "LAST JOB", "OUTCOME"]
+    print(_table(headers, rows, set()))
     return 0
 
 
@@ -349,6 +445,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---- parser ----
 
 
+def _add_scheduler_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--history-retention",
+        type=_seconds,
+        metavar="S",
+        help="seconds of schedule history kept by the built-in prune job (default: 7 days)",
+    )
+    p.add_argument(
+        "--prune-every",
+        type=_seconds,
+        metavar="S",
+        help="seconds between built-in prune jobs; 0 turns them off (default: 3600)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     broker_help = (
         "broker URL: sqlite:///relative.db or sqlite:////absolute/path.db "
@@ -426,7 +537,46 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="longest idle wait between looks for new jobs (default: 0.05)",
     )
+    w.add_argument(
+        "--with-scheduler",
+        action="store_true",
+        help="also run a scheduler for the app's schedules in this process (any number of "
+        "schedulers may run: each tick is enqueued once)",
+    )
+    _add_scheduler_options(w)
     w.set_defaults(func=cmd_worker)
+
+    sc = sub.add_parser(
+        "scheduler",
+        parents=[common],
+        help="run a scheduler for an app's schedules until SIGTERM/SIGINT",
+        description="Enqueue the ticks of an app's schedules (@app.periodic, app.schedule, "
+        "app.configure_schedules) until SIGTERM or SIGINT. Run as many as you like, on as "
+        "many machines: the broker enqueues each tick once. After downtime, each schedule's "
+        "misfire policy (grace, catch_up) decides which missed ticks run. Also runs the "
+        "built-in cinejobs.prune schedule, which deletes finished jobs past the broker's "
+        "result TTL and tick history past --history-retention.",
+        epilog="example: cinejobs scheduler --app myproj.jobs:app",
+    )
+    sc.add_argument(
+        "--app",
+        metavar="MODULE:ATTR",
+        required=True,
+        help="the cinejobs.App whose schedules to run",
+    )
+    _add_scheduler_options(sc)
+    sc.set_defaults(func=cmd_scheduler)
+
+    ss = sub.add_parser(
+        "schedules",
+        parents=[common],
+        help="list schedules with their last and next tick",
+        description="List the schedules an app declares and those its broker recorded: spec, "
+        "time zone, last tick, next tick, last job and its outcome.",
+    )
+    ss.add_argument("--app", metavar="MODULE:ATTR", help="the app whose schedules to list")
+    ss.add_argument("--json", action="store_true", help="print JSON: a list of schedules")
+    ss.set_defaults(func=cmd_schedules)
 
     s = sub.add_parser(
         "status",

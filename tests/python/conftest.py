@@ -4,14 +4,13 @@ workers as subprocesses, real redis-server processes."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from helpers import Producer, StartCliWorker, StartWorker, WorkerProcess, wait_until
+from helpers import Producer, StartCliWorker, StartWorker, WorkerProcess, spawn_cli, wait_until
 
 import cinejobs
 
@@ -175,9 +174,6 @@ def start_cli_worker(tmp_path: Path) -> Iterator[StartCliWorker]:
         extra: Sequence[str] = (),
     ) -> WorkerProcess:
         cmd = [
-            sys.executable,
-            "-m",
-            "cinejobs",
             "worker",
             "--app",
             app,
@@ -195,22 +191,7 @@ def start_cli_worker(tmp_path: Path) -> Iterator[StartCliWorker]:
         if grace is not None:
             cmd += ["--grace", str(grace)]
         cmd += list(extra)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(TESTS_DIR), env.get("PYTHONPATH", "")) if p
-        )
-        env["PYTHONUNBUFFERED"] = "1"
-        log = tmp_path / f"worker-{len(started)}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                cmd,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=tmp_path,
-                env=env,
-            )
-        worker = WorkerProcess(proc, log)
+        worker = spawn_cli(cmd, tmp_path / f"worker-{len(started)}.log", tmp_path)
         started.append(worker)
         return worker
 

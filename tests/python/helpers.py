@@ -6,15 +6,18 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from cinejobs import App, BrokerUnavailable
 
 T = TypeVar("T")
+
+TESTS_DIR = Path(__file__).resolve().parent
 
 
 def wait_until(
@@ -51,7 +54,7 @@ def record_ids(path: Path) -> list[str]:
 
 
 class WorkerProcess:
-    """A `cinejobs worker` subprocess started by the start_worker fixture."""
+    """A `cinejobs worker` (or `cinejobs scheduler`) subprocess, as spawn_cli starts it."""
 
     def __init__(self, proc: subprocess.Popen[bytes], log: Path) -> None:
         self.proc = proc
@@ -95,6 +98,24 @@ class WorkerProcess:
             raise AssertionError(
                 f"worker {self.pid} still running after {timeout:g} s:\n{self.output()}"
             ) from None
+
+
+def spawn_cli(args: Sequence[str], log: Path, cwd: Path) -> WorkerProcess:
+    """Start `python -m cinejobs ARGS` (a worker, a scheduler) with the test apps importable,
+    its output unbuffered into `log`."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS_DIR), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cinejobs", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            env=env,
+        )
+    return WorkerProcess(proc, log)
 
 
 StartWorker = Callable[..., WorkerProcess]

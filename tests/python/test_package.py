@@ -38,6 +38,9 @@ def test_public_api_is_reexported_with_all() -> None:
         "BatcherClosed",
         "batch",  # the module: cinejobs.batch.PostgresSink, ElasticsearchSink, ...
         "tmdb",  # the module: cinejobs.tmdb.parse_release_name(name), rank_candidates(...)
+        "ScheduleSpec",
+        "ScheduleStatus",
+        "Scheduler",
     }
     assert set(cinejobs.__all__) == expected
     for name in expected:

@@ -92,6 +92,40 @@ struct RecoverReport {
   std::size_t failed = 0;    // leases expired on the last attempt: failed
 };
 
+// TickEnqueue: one tick of a schedule and the job it runs (its unique key set by the caller).
+struct TickEnqueue {
+  std::string schedule;
+  EpochMs tick = 0;
+  EpochMs next_tick = 0;  // the schedule's tick after this one, for its state (0: none)
+  Job job;
+};
+
+// TickResult: `enqueued` is false when a tick at or after this one was recorded already (by
+// this or another scheduler); `last_tick` is the schedule's last recorded tick after the call and
+// `job_id` the job enqueued for it.
+struct TickResult {
+  bool enqueued = false;
+  EpochMs last_tick = 0;
+  std::string job_id;
+};
+
+// ScheduleState: what the broker records of a schedule.
+struct ScheduleState {
+  std::string name;
+  EpochMs last_tick = 0;
+  EpochMs next_tick = 0;
+  std::string last_job_id;
+  bool operator==(const ScheduleState&) const = default;
+};
+
+// TickRecord: one enqueued tick, kept as history until pruned.
+struct TickRecord {
+  std::string schedule;
+  EpochMs tick = 0;
+  std::string job_id;
+  EpochMs enqueued_at = 0;
+};
+
 class Broker {
  public:
   virtual ~Broker() = default;
@@ -146,6 +180,21 @@ class Broker {
   virtual std::size_t prune_finished() = 0;
   // purge deletes every job of a queue (all queues when empty) that is not running.
   virtual std::size_t purge(std::string_view queue) = 0;
+
+  // enqueue_tick enqueues a schedule's tick exactly once: in one atomic step it compares the
+  // tick with the schedule's last recorded tick and, only when the tick is later, enqueues the
+  // job, records the tick (last tick, next tick, job id) and appends it to the history. Any
+  // number of schedulers may offer the same tick; one enqueues it. Throws InvalidPayload as
+  // enqueue does.
+  virtual TickResult enqueue_tick(const TickEnqueue& tick) = 0;
+  // schedule_state returns the recorded state of one schedule; nullopt before its first tick.
+  virtual std::optional<ScheduleState> schedule_state(const std::string& name) = 0;
+  // schedule_states returns every recorded schedule, by name.
+  virtual std::vector<ScheduleState> schedule_states() = 0;
+  // schedule_history returns a schedule's recorded ticks, newest first, at most `limit`.
+  virtual std::vector<TickRecord> schedule_history(const std::string& name, std::size_t limit) = 0;
+  // prune_schedule_history deletes history of ticks before `before`; returns how many.
+  virtual std::size_t prune_schedule_history(EpochMs before) = 0;
 
   // wait_for_jobs blocks until a job may have become available in one of the queues (an
   // enqueue this process made, or one the store signals), `max_wait` passes, or `stop` is

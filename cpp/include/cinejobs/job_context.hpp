@@ -23,6 +23,8 @@ class JobContext : public std::enable_shared_from_this<JobContext> {
 
   const Job& job() const noexcept { return job_; }
   const std::string& id() const noexcept { return job_.id; }
+  // broker is the broker the job came from (maintenance handlers such as cinejobs.prune use it).
+  Broker& broker() const noexcept { return *broker_; }
 
   // progress stores fraction (clamped to 0..1), step and message in the broker. Throws
   // JobCancelled or JobTimeout when the token is set, so a handler that reports progress stops

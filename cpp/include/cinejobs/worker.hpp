@@ -101,7 +101,8 @@ class Worker {
 };
 
 // register_builtin_handlers adds the native handlers every worker knows: "cinejobs.noop"
-// (returns null) and "cinejobs.sleep" (kwargs {"seconds": s}, reports progress, honours cancel).
+// (returns null), "cinejobs.sleep" (kwargs {"seconds": s}, reports progress, honours cancel) and
+// "cinejobs.prune" (kwargs {"history_retention_ms": n}: prunes finished jobs and schedule history).
 void register_builtin_handlers(Worker& worker);
 
 }  // namespace cinejobs

@@ -269,6 +269,18 @@ class CeleryBroker final : public Broker {
   std::vector<Job> list(const ListParams&) override { throw unsupported("list"); }
   std::vector<QueueCount> counts() override { throw unsupported("counts"); }
   std::size_t purge(std::string_view) override { throw unsupported("purge"); }
+  // Schedules are cinejobs' own (Celery's are beat's): a Celery broker records none.
+  TickResult enqueue_tick(const TickEnqueue&) override {
+    throw unsupported("schedules (run them on a cinejobs broker, or with celery beat)");
+  }
+  std::optional<ScheduleState> schedule_state(const std::string&) override {
+    throw unsupported("schedules");
+  }
+  std::vector<ScheduleState> schedule_states() override { throw unsupported("schedules"); }
+  std::vector<TickRecord> schedule_history(const std::string&, std::size_t) override {
+    throw unsupported("schedules");
+  }
+  std::size_t prune_schedule_history(EpochMs) override { return 0; }  // nothing recorded
 
   RecoverReport recover_expired() override {
     RecoverReport report;

@@ -36,6 +36,7 @@ struct Migration {
 // Every migration, in order. A new one is a new file in migrations/ and a new line here.
 constexpr Migration kMigrations[] = {
     {1, "init", embedded::k0001InitSql},
+    {3, "schedules", embedded::k0003SchedulesSql},
 };
 
 // with_schema substitutes the quoted schema for :"schema" and the notification channel literal
@@ -109,6 +110,20 @@ const std::array<std::string, 14> kCopyColumns = {
     "attempt", "max_attempts", "timeout_ms", "state", "created_at", "started_at", "finished_at"};
 constexpr std::string_view kNotifyQueuesSql =
     "SELECT pg_notify(:'channel', q) FROM unnest($1::text[]) AS q";
+// Moves a schedule's last tick forward, or returns no row when a tick at or after this one was
+// recorded already. The upsert locks the schedule's row until the transaction ends, so a
+// concurrent scheduler offering the same tick waits, then sees the moved tick and gets no row.
+constexpr std::string_view kClaimTickSql =
+    "INSERT INTO :\"schema\".schedules AS s (name, last_tick, next_tick, last_job_id) "
+    "VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET last_tick = excluded.last_tick, "
+    "next_tick = excluded.next_tick, last_job_id = excluded.last_job_id "
+    "WHERE s.last_tick < excluded.last_tick RETURNING name";
+constexpr std::string_view kScheduleStateSql =
+    "SELECT name, last_tick, next_tick, last_job_id FROM :\"schema\".schedules";
+constexpr std::string_view kRecordTickSql =
+    "INSERT INTO :\"schema\".schedule_ticks (schedule, tick, job_id, enqueued_at) "
+    "VALUES ($1, $2, $3, $4) ON CONFLICT (schedule, tick) DO UPDATE SET job_id = excluded.job_id, "
+    "enqueued_at = excluded.enqueued_at";
 
 constexpr std::string_view kLiveByKeySql =
     "SELECT id::text FROM :\"schema\".jobs WHERE unique_key = $1 AND state IN (0, 1, 2)";
@@ -780,6 +795,95 @@ class PostgresBroker final : public Broker {
     });
   }
 
+  TickResult enqueue_tick(const TickEnqueue& tick) override {
+    validate_new_job(tick.job, options_);
+    const std::string id = id_for(tick.job);
+    const std::vector<SqlParam> params = enqueue_params(tick.job, id, now_ms());
+    std::string scratch[12];
+    const char* p[12];
+    for (std::size_t i = 0; i < 12; ++i) p[i] = param_ptr(params[i], scratch[i]);
+    TickResult out = run("enqueueing a schedule's tick", [&](pqxx::connection& c) {
+      pqxx::work tx(c);
+      const pqxx::result claimed =
+          tx.exec_prepared("cj_claim_tick", tick.schedule, tick.tick, tick.next_tick, id);
+      if (claimed.empty()) {
+        const pqxx::result r = tx.exec_prepared("cj_schedule_state", tick.schedule);
+        tx.commit();
+        return TickResult{false, as_int(r[0][1]), as_text(r[0][3])};
+      }
+      const pqxx::result r = exec_insert(tx, "cj_enqueue_one", p[0], p[1], p[2], p[3], p[4], p[5],
+                                         p[6], p[7], p[8], p[9], p[10], p[11]);
+      // A live job held the tick's unique key (one enqueued by hand): it runs the tick. No row
+      // means that holder committed after the statement's snapshot; a new statement sees it.
+      std::string job_id = id;
+      if (!r.empty()) {
+        job_id = as_text(r[0][0]);
+      } else if (tick.job.unique_key) {
+        const pqxx::result holder = tx.exec_prepared("cj_live_by_key", *tick.job.unique_key);
+        if (!holder.empty()) job_id = as_text(holder[0][0]);
+      }
+      if (job_id != id) {
+        tx.exec_params(with_schema("UPDATE :\"schema\".schedules SET last_job_id = $2 "
+                                   "WHERE name = $1",
+                                   config_.schema),
+                       tick.schedule, job_id);
+      }
+      tx.exec_prepared("cj_record_tick", tick.schedule, tick.tick, job_id, now_ms());
+      tx.commit();
+      return TickResult{true, tick.tick, job_id};
+    });
+    notifier_.bump(tick.job.queue);
+    return out;
+  }
+
+  std::optional<ScheduleState> schedule_state(const std::string& name) override {
+    return run("reading a schedule's state", [&](pqxx::connection& c) {
+      pqxx::nontransaction tx(c);
+      const pqxx::result r = tx.exec_prepared("cj_schedule_state", name);
+      if (r.empty()) return std::optional<ScheduleState>{};
+      return std::optional<ScheduleState>(read_schedule_state(r[0]));
+    });
+  }
+
+  std::vector<ScheduleState> schedule_states() override {
+    return run("reading schedule states", [&](pqxx::connection& c) {
+      pqxx::nontransaction tx(c);
+      std::vector<ScheduleState> out;
+      for (const auto& row : tx.exec(
+               with_schema(std::string(kScheduleStateSql) + " ORDER BY name", config_.schema))) {
+        out.push_back(read_schedule_state(row));
+      }
+      return out;
+    });
+  }
+
+  std::vector<TickRecord> schedule_history(const std::string& name, std::size_t limit) override {
+    return run("reading a schedule's history", [&](pqxx::connection& c) {
+      pqxx::nontransaction tx(c);
+      std::vector<TickRecord> out;
+      const pqxx::result r = tx.exec_params(
+          with_schema("SELECT schedule, tick, job_id, enqueued_at FROM :\"schema\".schedule_ticks "
+                      "WHERE schedule = $1 ORDER BY tick DESC LIMIT $2",
+                      config_.schema),
+          name, static_cast<std::int64_t>(limit));
+      for (const auto& row : r) {
+        out.push_back(TickRecord{as_text(row[0]), as_int(row[1]), as_text(row[2]), as_int(row[3])});
+      }
+      return out;
+    });
+  }
+
+  std::size_t prune_schedule_history(EpochMs before) override {
+    return run("pruning schedule history", [&](pqxx::connection& c) {
+      pqxx::nontransaction tx(c);
+      return tx
+          .exec_params(
+              with_schema("DELETE FROM :\"schema\".schedule_ticks WHERE tick < $1", config_.schema),
+              before)
+          .affected_rows();
+    });
+  }
+
   void wait_for_jobs(std::span<const std::string> queues, std::chrono::milliseconds max_wait,
                      std::stop_token stop) override {
     start_listener();
@@ -851,6 +955,14 @@ class PostgresBroker final : public Broker {
     c.prepare("cj_recover", with_schema(kRecoverSql, s));
     c.prepare("cj_prune", with_schema(kPruneSql, s));
     c.prepare("cj_purge", with_schema(kPurgeSql, s));
+    c.prepare("cj_claim_tick", with_schema(kClaimTickSql, s));
+    c.prepare("cj_schedule_state",
+              with_schema(std::string(kScheduleStateSql) + " WHERE name = $1", s));
+    c.prepare("cj_record_tick", with_schema(kRecordTickSql, s));
+  }
+
+  static ScheduleState read_schedule_state(const pqxx::row& r) {
+    return ScheduleState{as_text(r[0]), as_int(r[1]), as_int(r[2]), as_text(r[3])};
   }
 
   void check_version() {

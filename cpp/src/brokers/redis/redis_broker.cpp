@@ -95,6 +95,10 @@ enum class Script : std::size_t {
   kList,
   kCounts,
   kWatch,
+  kEnqueueTick,
+  kScheduleStates,
+  kScheduleHistory,
+  kPruneTicks,
   kCount
 };
 
@@ -133,14 +137,28 @@ std::vector<RedisScript> make_scripts() {
         {"--[[FIELD_INDEXES]]", indexes}}) {
     common.replace(common.find(placeholder), placeholder.size(), text);
   }
+  // A tick's claim and its job's enqueue run as one script.
+  const std::string tick_then_enqueue =
+      std::string(embedded::kTickLua) + "\n" + std::string(embedded::kEnqueueLua);
   const std::pair<std::string_view, std::string_view> bodies[] = {
-      {"enqueue.lua", embedded::kEnqueueLua},   {"reserve.lua", embedded::kReserveLua},
-      {"ack.lua", embedded::kAckLua},           {"fail.lua", embedded::kFailLua},
-      {"release.lua", embedded::kReleaseLua},   {"extend.lua", embedded::kExtendLua},
-      {"progress.lua", embedded::kProgressLua}, {"cancel.lua", embedded::kCancelLua},
-      {"recover.lua", embedded::kRecoverLua},   {"prune.lua", embedded::kPruneLua},
-      {"purge.lua", embedded::kPurgeLua},       {"list.lua", embedded::kListLua},
-      {"counts.lua", embedded::kCountsLua},     {"watch.lua", embedded::kWatchLua}};
+      {"enqueue.lua", embedded::kEnqueueLua},
+      {"reserve.lua", embedded::kReserveLua},
+      {"ack.lua", embedded::kAckLua},
+      {"fail.lua", embedded::kFailLua},
+      {"release.lua", embedded::kReleaseLua},
+      {"extend.lua", embedded::kExtendLua},
+      {"progress.lua", embedded::kProgressLua},
+      {"cancel.lua", embedded::kCancelLua},
+      {"recover.lua", embedded::kRecoverLua},
+      {"prune.lua", embedded::kPruneLua},
+      {"purge.lua", embedded::kPurgeLua},
+      {"list.lua", embedded::kListLua},
+      {"counts.lua", embedded::kCountsLua},
+      {"watch.lua", embedded::kWatchLua},
+      {"tick.lua", tick_then_enqueue},
+      {"schedule_states.lua", embedded::kScheduleStatesLua},
+      {"schedule_history.lua", embedded::kScheduleHistoryLua},
+      {"prune_ticks.lua", embedded::kPruneTicksLua}};
   static_assert(std::size(bodies) == static_cast<std::size_t>(Script::kCount));
   std::vector<RedisScript> scripts;
   for (const auto& [name, body] : bodies) {
@@ -272,13 +290,7 @@ class RedisBroker final : public Broker {
       if (!job.id.empty() && !given.insert(job.id).second) {
         throw InvalidPayload("job id " + job.id + " appears twice in one enqueue_many");
       }
-      std::string& d = packed[i];
-      d.reserve(job.task.size() + job.args.size() + job.kwargs.size() + 48);
-      pack_into(d, job.task);
-      pack_into(d, job.args);
-      pack_into(d, job.kwargs);
-      pack_into(d, std::to_string(job.timeout_ms));
-      pack_into(d, std::to_string(job.created_at > 0 ? job.created_at : now));
+      packed[i] = pack_job(job, now);
     }
     RedisScript& script = scripts_[index(Script::kEnqueue)];
     std::vector<RedisArgs> calls;
@@ -297,14 +309,7 @@ class RedisBroker final : public Broker {
         for (const std::string_view id : given) args.view(id);
       }
       for (std::size_t i = start; i < end; ++i) {
-        const Job& job = jobs[i];
-        args.view(results[i].id)
-            .view(job.queue)
-            .number(job.priority)
-            .number(job.run_at > 0 ? job.run_at : now)
-            .number(job.max_attempts)
-            .view(job.unique_key ? std::string_view(*job.unique_key) : std::string_view())
-            .view(packed[i]);
+        add_job_args(args, jobs[i], results[i].id, packed[i], now);
       }
       calls.push_back(std::move(args));
     }
@@ -320,6 +325,67 @@ class RedisBroker final : public Broker {
       }
     }
     return results;
+  }
+
+  TickResult enqueue_tick(const TickEnqueue& tick) override {
+    validate_new_job(tick.job, options_);
+    const EpochMs now = now_ms();
+    const std::string id = tick.job.id.empty() ? new_job_id() : tick.job.id;
+    const std::string packed = pack_job(tick.job, now);
+    RedisScript& script = scripts_[index(Script::kEnqueueTick)];
+    RedisArgs args = script_args(script);
+    args.view(config_.prefix).number(now).number(1).number(1).view(id);
+    add_job_args(args, tick.job, id, packed, now);
+    args.view(tick.schedule).number(tick.tick).number(tick.next_tick);
+    const RedisReply reply = pool_.lease()->eval(script, args);
+    expect_array(*reply, script.name);
+    if (reply->elements == 3 && reply_int(reply->element[0]) == 0) {
+      return TickResult{false, reply_int(reply->element[1]),
+                        std::string(reply_text(reply->element[2]))};
+    }
+    // A refused job: a live job (enqueued by hand) held the tick's unique key; it runs the tick.
+    const std::string job_id =
+        reply->elements >= 2 ? std::string(reply_text(reply->element[1])) : id;
+    return TickResult{true, tick.tick, job_id};
+  }
+
+  std::optional<ScheduleState> schedule_state(const std::string& name) override {
+    std::vector<ScheduleState> states = read_schedule_states(name);
+    if (states.empty()) return std::nullopt;
+    return std::move(states.front());
+  }
+
+  std::vector<ScheduleState> schedule_states() override {
+    std::vector<ScheduleState> states = read_schedule_states("");
+    std::sort(states.begin(), states.end(),
+              [](const ScheduleState& a, const ScheduleState& b) { return a.name < b.name; });
+    return states;
+  }
+
+  std::vector<TickRecord> schedule_history(const std::string& name, std::size_t limit) override {
+    std::vector<TickRecord> out;
+    if (limit == 0) return out;
+    RedisScript& script = scripts_[index(Script::kScheduleHistory)];
+    RedisArgs args = script_args(script);
+    args.view(config_.prefix).view(name).number(static_cast<std::int64_t>(limit));
+    const RedisReply reply = pool_.lease()->eval(script, args);
+    expect_array(*reply, script.name);
+    for (std::size_t i = 0; i < reply->elements; ++i) {
+      // '<tick>:<enqueued_at>:<job id>'
+      const std::string_view member = reply_text(reply->element[i]);
+      const std::size_t a = member.find(':');
+      const std::size_t b = member.find(':', a + 1);
+      if (a == std::string_view::npos || b == std::string_view::npos) {
+        throw Error("unexpected schedule history entry from Redis: " + std::string(member));
+      }
+      out.push_back(TickRecord{name, to_int(member.substr(0, a)), std::string(member.substr(b + 1)),
+                               to_int(member.substr(a + 1, b - a - 1))});
+    }
+    return out;
+  }
+
+  std::size_t prune_schedule_history(EpochMs before) override {
+    return run_in_slices(Script::kPruneTicks, [&](RedisArgs& args) { args.number(before); });
   }
 
   std::vector<Job> reserve(const ReserveParams& params) override {
@@ -577,6 +643,51 @@ class RedisBroker final : public Broker {
 
  private:
   static constexpr std::size_t index(Script s) { return static_cast<std::size_t>(s); }
+
+  // pack_job packs the fields only the C++ side reads into the job hash's one value `d`.
+  static std::string pack_job(const Job& job, EpochMs now) {
+    std::string d;
+    d.reserve(job.task.size() + job.args.size() + job.kwargs.size() + 48);
+    pack_into(d, job.task);
+    pack_into(d, job.args);
+    pack_into(d, job.kwargs);
+    pack_into(d, std::to_string(job.timeout_ms));
+    pack_into(d, std::to_string(job.created_at > 0 ? job.created_at : now));
+    return d;
+  }
+
+  // add_job_args appends one job's 7 values as enqueue.lua reads them.
+  static void add_job_args(RedisArgs& args, const Job& job, std::string_view id,
+                           std::string_view packed, EpochMs now) {
+    args.view(id)
+        .view(job.queue)
+        .number(job.priority)
+        .number(job.run_at > 0 ? job.run_at : now)
+        .number(job.max_attempts)
+        .view(job.unique_key ? std::string_view(*job.unique_key) : std::string_view())
+        .view(packed);
+  }
+
+  static std::int64_t to_int(std::string_view text) {
+    std::int64_t value = 0;
+    std::from_chars(text.data(), text.data() + text.size(), value);
+    return value;
+  }
+
+  std::vector<ScheduleState> read_schedule_states(std::string_view name) {
+    RedisScript& script = scripts_[index(Script::kScheduleStates)];
+    RedisArgs args = script_args(script);
+    args.view(config_.prefix).view(name);
+    const RedisReply reply = pool_.lease()->eval(script, args);
+    expect_array(*reply, script.name);
+    std::vector<ScheduleState> out;
+    for (std::size_t i = 0; i + 3 < reply->elements; i += 4) {
+      out.push_back(ScheduleState{
+          std::string(reply_text(reply->element[i])), reply_int(reply->element[i + 1]),
+          reply_int(reply->element[i + 2]), std::string(reply_text(reply->element[i + 3]))});
+    }
+    return out;
+  }
 
   // sleep_until waits until `deadline` or until `stop` is requested.
   static void sleep_until(Clock::time_point deadline, const std::stop_token& stop) {

@@ -1,4 +1,4 @@
--- cinejobs SQLite schema, version 1 (PRAGMA user_version). One table holds every job; a job's
+-- cinejobs SQLite schema, version 2 (PRAGMA user_version; 2 added the schedule tables). One table holds every job; a job's
 -- state only changes inside an IMMEDIATE transaction of the broker.
 -- state: 0 scheduled, 1 queued, 2 running, 3 succeeded, 4 failed, 5 cancelled (JobState order).
 -- Invariants kept by the indexes:
@@ -38,4 +38,21 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobs_unique_live ON jobs (unique_key)
   WHERE unique_key IS NOT NULL AND state IN (0, 1, 2);
 CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (lease_until) WHERE state = 2;
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE state IN (3, 4, 5);
-PRAGMA user_version = 1;
+-- Schedules: one row per schedule that ever ticked; last_tick only moves forward, and a tick's
+-- job is enqueued in the same transaction that moves it, so each tick is enqueued once however
+-- many schedulers offer it. schedule_ticks keeps the history of enqueued ticks until pruned.
+CREATE TABLE IF NOT EXISTS schedules (
+  name TEXT PRIMARY KEY,
+  last_tick INTEGER NOT NULL,        -- epoch ms
+  next_tick INTEGER NOT NULL,        -- epoch ms; 0 when the schedule has no tick left
+  last_job_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS schedule_ticks (
+  schedule TEXT NOT NULL,
+  tick INTEGER NOT NULL,
+  job_id TEXT NOT NULL,
+  enqueued_at INTEGER NOT NULL,
+  PRIMARY KEY (schedule, tick)
+);
+CREATE INDEX IF NOT EXISTS schedule_ticks_by_tick ON schedule_ticks (tick);
+PRAGMA user_version = 2;

@@ -16,7 +16,7 @@
 namespace cinejobs::detail {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 constexpr std::int64_t code(JobState s) { return static_cast<std::int64_t>(s); }
 
@@ -464,15 +464,8 @@ class SqliteBroker final : public Broker {
   }
 
   std::size_t prune_finished() override {
-    std::lock_guard lock(mutex_);
-    ImmediateTransaction tx(db_);
-    SqliteStatement stmt(db_, "DELETE FROM jobs WHERE state IN (3, 4, 5) AND finished_at < ?1");
-    stmt.bind(1, now_ms() - options_.result_ttl.count());
-    stmt.step();
-    const auto removed = static_cast<std::size_t>(db_.changes());
-    stmt.reset();
-    tx.commit();
-    return removed;
+    return delete_before("DELETE FROM jobs WHERE state IN (3, 4, 5) AND finished_at < ?1",
+                         now_ms() - options_.result_ttl.count());
   }
 
   std::size_t purge(std::string_view queue) override {
@@ -485,6 +478,76 @@ class SqliteBroker final : public Broker {
     stmt.reset();
     tx.commit();
     return removed;
+  }
+
+  TickResult enqueue_tick(const TickEnqueue& tick) override {
+    validate_new_job(tick.job, options_);
+    TickResult out;
+    {
+      std::lock_guard lock(mutex_);
+      ImmediateTransaction tx(db_);
+      if (auto state = schedule_state_locked(tick.schedule);
+          state && state->last_tick >= tick.tick) {
+        return TickResult{false, state->last_tick, state->last_job_id};
+      }
+      const EpochMs now = now_ms();
+      out = TickResult{true, tick.tick, insert_locked(tick.job, now).id};
+      SqliteStatement record(
+          db_,
+          "INSERT INTO schedules (name, last_tick, next_tick, last_job_id) VALUES (?1, ?2, ?3, ?4) "
+          "ON CONFLICT (name) DO UPDATE SET last_tick = excluded.last_tick, "
+          "next_tick = excluded.next_tick, last_job_id = excluded.last_job_id");
+      record.bind(1, std::string_view(tick.schedule))
+          .bind(2, tick.tick)
+          .bind(3, tick.next_tick)
+          .bind(4, std::string_view(out.job_id));
+      record.step();
+      record.reset();
+      SqliteStatement history(db_,
+                              "INSERT OR REPLACE INTO schedule_ticks (schedule, tick, job_id, "
+                              "enqueued_at) VALUES (?1, ?2, ?3, ?4)");
+      history.bind(1, std::string_view(tick.schedule))
+          .bind(2, tick.tick)
+          .bind(3, std::string_view(out.job_id))
+          .bind(4, now);
+      history.step();
+      history.reset();
+      tx.commit();
+    }
+    notifier_->notify();
+    return out;
+  }
+
+  std::optional<ScheduleState> schedule_state(const std::string& name) override {
+    std::lock_guard lock(mutex_);
+    return schedule_state_locked(name);
+  }
+
+  std::vector<ScheduleState> schedule_states() override {
+    std::lock_guard lock(mutex_);
+    SqliteStatement stmt(
+        db_, "SELECT name, last_tick, next_tick, last_job_id FROM schedules ORDER BY name");
+    std::vector<ScheduleState> out;
+    while (stmt.step()) out.push_back(read_schedule_state(stmt));
+    return out;
+  }
+
+  std::vector<TickRecord> schedule_history(const std::string& name, std::size_t limit) override {
+    std::lock_guard lock(mutex_);
+    SqliteStatement stmt(db_,
+                         "SELECT schedule, tick, job_id, enqueued_at FROM schedule_ticks "
+                         "WHERE schedule = ?1 ORDER BY tick DESC LIMIT ?2");
+    stmt.bind(1, std::string_view(name)).bind(2, static_cast<std::int64_t>(limit));
+    std::vector<TickRecord> out;
+    while (stmt.step()) {
+      out.push_back(TickRecord{stmt.column_text(0), stmt.column_int(1), stmt.column_text(2),
+                               stmt.column_int(3)});
+    }
+    return out;
+  }
+
+  std::size_t prune_schedule_history(EpochMs before) override {
+    return delete_before("DELETE FROM schedule_ticks WHERE tick < ?1", before);
   }
 
   void wait_for_jobs(std::span<const std::string> /*queues*/, std::chrono::milliseconds max_wait,
@@ -517,6 +580,31 @@ class SqliteBroker final : public Broker {
     }
     if (found < kSchemaVersion) db_.exec(embedded::kSchemaSql, "creating the cinejobs schema");
     tx.commit();
+  }
+
+  // delete_before runs a DELETE whose ?1 is a cutoff time and returns how many rows went.
+  std::size_t delete_before(std::string_view sql, EpochMs cutoff) {
+    std::lock_guard lock(mutex_);
+    ImmediateTransaction tx(db_);
+    SqliteStatement stmt(db_, sql);
+    stmt.bind(1, cutoff);
+    stmt.step();
+    const auto removed = static_cast<std::size_t>(db_.changes());
+    stmt.reset();
+    tx.commit();
+    return removed;
+  }
+
+  static ScheduleState read_schedule_state(const SqliteStatement& s) {
+    return ScheduleState{s.column_text(0), s.column_int(1), s.column_int(2), s.column_text(3)};
+  }
+
+  std::optional<ScheduleState> schedule_state_locked(const std::string& name) {
+    SqliteStatement stmt(
+        db_, "SELECT name, last_tick, next_tick, last_job_id FROM schedules WHERE name = ?1");
+    stmt.bind(1, std::string_view(name));
+    if (!stmt.step()) return std::nullopt;
+    return read_schedule_state(stmt);
   }
 
   EnqueueResult insert_locked(const Job& job, EpochMs now) {
