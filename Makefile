@@ -5,7 +5,7 @@ JOBS ?= 2
 BUILD_DIR := build/dev
 CMAKE := $(VENV)/bin/cmake
 
-.PHONY: deps install build-cpp test test-cpp test-python demo bench bench-sqlite bench-redis \
+.PHONY: deps install build-cpp test test-cpp test-python demo bench bench-sqlite bench-redis bench-batcher \
   bench-deps lint format test-asan test-tsan clean
 
 deps:
@@ -34,10 +34,14 @@ demo: install
 	$(VENV)/bin/cinejobs demo
 
 # Benchmarks (bench/README.md): both, or one broker at a time.
-bench: bench-sqlite bench-redis
+bench: bench-sqlite bench-redis bench-batcher
 
 bench-sqlite: install
 	$(PY) bench/bench_sqlite.py
+
+# Items/s through the Batcher into a null sink, a Python callable and a PostgreSQL table.
+bench-batcher: install
+	$(PY) bench/bench_batcher.py
 
 # Celery, RQ, redis-py and matplotlib are for the benchmark only, so `make test` stays lean:
 # installed here from pyproject's optional group "bench", not by install-deps.

@@ -35,6 +35,7 @@ __all__ = [
     "BatcherFull",
     "ElasticsearchSink",
     "Failed",
+    "NullSink",
     "PostgresDeadLetter",
     "PostgresSink",
     "Retry",
@@ -100,6 +101,13 @@ class ElasticsearchSink:
         )
 
 
+class NullSink:
+    """Takes every item and keeps none: for dry runs, and for measuring the batcher itself."""
+
+    def __init__(self) -> None:
+        self._core = _core.null_sink()
+
+
 class PostgresDeadLetter:
     """A PostgreSQL table (created if missing) for items that could not be delivered: item
     jsonb, error text, at timestamptz, attempts int."""
@@ -110,7 +118,7 @@ class PostgresDeadLetter:
         self._core = _core.postgres_dead_letter(url, table)
 
 
-Sink = PostgresSink | ElasticsearchSink | Callable[[list[Any]], Sequence[Any] | None]
+Sink = PostgresSink | ElasticsearchSink | NullSink | Callable[[list[Any]], Sequence[Any] | None]
 DeadLetter = str | os.PathLike[str] | PostgresDeadLetter
 
 
@@ -164,7 +172,8 @@ class Batcher:
     ``sink`` is a callable taking a list of items (decoded from JSON again unless
     ``decode=False``, which passes the JSON texts) and returning None when all were written,
     or one verdict per item: None/True written, :class:`Retry` or :class:`Failed`. Raising
-    retries the whole batch. Or a :class:`PostgresSink` or :class:`ElasticsearchSink`.
+    retries the whole batch. Or a :class:`PostgresSink`, :class:`ElasticsearchSink` or
+    :class:`NullSink`.
 
     ``capacity`` bounds the items held: :meth:`add` waits for room (the GIL released), or raises
     :class:`BatcherFull` with ``block=False`` or when ``timeout`` passes. A write is tried
@@ -198,7 +207,7 @@ class Batcher:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{option} must be a positive integer, got {value!r}")
         target: _core.BatchSink | _core.SinkCallable
-        if isinstance(sink, PostgresSink | ElasticsearchSink):
+        if isinstance(sink, PostgresSink | ElasticsearchSink | NullSink):
             target = sink._core
         elif callable(sink):
             target = _callable_sink(sink, decode)

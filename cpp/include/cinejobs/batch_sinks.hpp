@@ -52,6 +52,10 @@ struct ElasticsearchSinkOptions {
 // reason. A whole-request 429 or 5xx, or a transport failure, retries the whole batch.
 std::shared_ptr<BatchSink> make_elasticsearch_sink(ElasticsearchSinkOptions options);
 
+// make_null_sink accepts every item and keeps none: a dry run, and the benchmark's measure of
+// the batcher's own cost.
+std::shared_ptr<BatchSink> make_null_sink();
+
 // make_jsonl_dead_letter appends one line per entry to `path` (created if missing):
 // {"item": <the item>, "error": "...", "at": <epoch ms>, "attempts": n}, flushed and fsynced
 // before write() returns.
