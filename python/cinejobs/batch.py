@@ -118,6 +118,10 @@ class PostgresDeadLetter:
         self._core = _core.postgres_dead_letter(url, table)
 
 
+# Built once (json.dumps with options builds an encoder per call). NaN and infinities are refused:
+# they are not JSON, and no sink could take them.
+_encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+
 Sink = PostgresSink | ElasticsearchSink | NullSink | Callable[[list[Any]], Sequence[Any] | None]
 DeadLetter = str | os.PathLike[str] | PostgresDeadLetter
 
@@ -233,15 +237,15 @@ class Batcher:
     def add(self, item: Any, *, block: bool = True, timeout: float | None = None) -> None:
         """Buffer one item (anything JSON can carry). Waits while the batcher is full, unless
         ``block`` is false; raises :class:`BatcherFull` when no room came in time, and
-        :class:`BatcherClosed` after :meth:`close`."""
-        self._core.add(json.dumps(item, separators=(",", ":")), block, timeout)
+        :class:`BatcherClosed` after :meth:`close`. A value JSON cannot carry raises TypeError
+        (NaN and infinities ValueError) and is not added."""
+        self._core.add(_encode(item), block, timeout)
 
     def add_many(self, items: Iterable[Any], *, timeout: float | None = None) -> None:
         """Add each item in turn (waiting for room as :meth:`add` does)."""
-        dumps = json.JSONEncoder(separators=(",", ":")).encode
         add = self._core.add
         for item in items:
-            add(dumps(item), True, timeout)
+            add(_encode(item), True, timeout)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Write everything added so far; return once each item is delivered, dead-lettered or

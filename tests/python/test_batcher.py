@@ -180,8 +180,12 @@ def test_bad_options_and_sinks_are_refused_clearly(tmp_path: Path) -> None:
         Batcher(42)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="dead_letter"):
         Batcher(print, dead_letter=3)  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
-        Batcher(print).add(object())
+    with Batcher(print) as batcher:
+        with pytest.raises(TypeError, match="not JSON serializable"):
+            batcher.add(object())
+        with pytest.raises(ValueError, match="JSON compliant"):
+            batcher.add({"rating": float("nan")})
+        assert batcher.stats()["added"] == 0
 
 
 def test_a_batcher_opened_while_a_worker_runs_is_flushed_when_it_stops(tmp_path: Path) -> None:
@@ -191,8 +195,7 @@ def test_a_batcher_opened_while_a_worker_runs_is_flushed_when_it_stops(tmp_path:
         worker = app.worker(concurrency=1)
         worker.start()
         batcher = Batcher(got.extend, max_items=1000, max_age=3600)
-        batcher.add(1)
-        batcher.add(2)
+        batcher.add_many([1, 2])
         assert got == []
         worker.stop()
         assert got == [1, 2]
