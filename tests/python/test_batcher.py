@@ -447,3 +447,24 @@ def test_elasticsearch_sink_refuses_a_bad_index_name() -> None:
         ElasticsearchSink("http://127.0.0.1:9200", "Movies")
     with pytest.raises(cinejobs.ConfigError, match="http"):
         ElasticsearchSink("127.0.0.1:9200", "movies")
+
+
+@pytest.mark.slow
+def test_a_cli_worker_stopped_by_sigterm_delivers_what_its_jobs_batched(
+    start_cli_worker: Any, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path}/jobs.db"
+    out = tmp_path / "collected.jsonl"
+    app = cinejobs.App(url)
+    try:
+        handles = [app.enqueue("batch.collect", args=[str(out), n]) for n in range(20)]
+        worker = start_cli_worker(url, "apps.batch_tasks:app", concurrency=2)
+        worker.wait_started()
+        for handle in handles:
+            handle.wait(timeout=30)
+        assert not out.exists()  # every item is still in the batcher's buffer
+        worker.signal(signal.SIGTERM)
+        assert worker.proc.wait(timeout=60) == 0, worker.output()
+    finally:
+        app.close()
+    assert sorted(json.loads(line)["n"] for line in out.read_text().splitlines()) == list(range(20))
