@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -404,6 +405,20 @@ def test_elasticsearch_sink_retries_a_rejected_request(es: ElasticsearchStandIn)
     assert es.requests == 3
     assert sorted(d["n"] for d in es.docs["movies"].values()) == [0, 1, 2, 3, 4]
     assert batcher.stats()["retried"] == 10
+
+
+def test_elasticsearch_sink_waits_as_long_as_retry_after_asks(es: ElasticsearchStandIn) -> None:
+    es.faults.reject_requests = 1
+    es.faults.retry_after = 1
+    sink = ElasticsearchSink(es.url, "movies")
+    with Batcher(sink, max_items=5, retry_backoff=0.001, retry_backoff_max=0.001) as batcher:
+        batcher.add({"n": 1})
+        started = time.monotonic()
+        assert batcher.flush(timeout=30)
+        waited = time.monotonic() - started
+    # A lower bound only: the batcher's own backoff (1 ms) was not what it waited.
+    assert waited >= 0.95
+    assert es.requests == 2 and len(es.docs["movies"]) == 1
 
 
 def test_elasticsearch_sink_retries_while_the_server_is_unreachable(tmp_path: Path) -> None:
