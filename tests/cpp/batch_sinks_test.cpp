@@ -115,6 +115,81 @@ TEST_F(PostgresSinkTest, DeadLettersIntoATableItCreates) {
   EXPECT_EQ(batcher.stats().dead_lettered, 1u);
 }
 
+// EsStandIn runs the Python _bulk stand-in with `args`, reads the base URL it prints, and ends
+// it (by closing its stdin) on destruction.
+class EsStandIn {
+ public:
+  explicit EsStandIn(std::vector<std::string> args) {
+    int to_child[2];
+    int from_child[2];
+    if (::pipe(to_child) != 0 || ::pipe(from_child) != 0) throw std::runtime_error("pipe");
+    std::vector<std::string> argv = {
+        "python3", std::string(CINEJOBS_SOURCE_DIR) + "/tests/python/es_standin.py"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(to_child[0], 0);
+      ::dup2(from_child[1], 1);
+      ::close(to_child[1]);
+      ::close(from_child[0]);
+      std::vector<char*> raw;
+      for (auto& a : argv) raw.push_back(a.data());
+      raw.push_back(nullptr);
+      ::execvp(raw[0], raw.data());
+      _exit(127);
+    }
+    ::close(to_child[0]);
+    ::close(from_child[1]);
+    stdin_ = to_child[1];
+    char c = 0;
+    while (::read(from_child[0], &c, 1) == 1 && c != '\n') url_ += c;
+    ::close(from_child[0]);
+    if (!url_.starts_with("http://")) throw std::runtime_error("the stand-in did not start");
+  }
+  ~EsStandIn() {
+    ::close(stdin_);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+  }
+  EsStandIn(const EsStandIn&) = delete;
+  EsStandIn& operator=(const EsStandIn&) = delete;
+  const std::string& url() const { return url_; }
+
+ private:
+  pid_t pid_ = -1;
+  int stdin_ = -1;
+  std::string url_;
+};
+
+TEST(ElasticsearchSink, RetriesRejectedItemsAndDeadLettersRefusedOnes) {
+  test::TempDir dir;
+  const std::string dead = dir.path() + "/dead.jsonl";
+  EsStandIn es(
+      {"--reject-requests", "1", "--reject-item", "3:2", "--mapping-error", "year=unknown"});
+  ElasticsearchSinkOptions options;
+  options.base_url = es.url();
+  options.index = "movies";
+  options.id_field = "id";
+  BatcherOptions batching = fast_retries();
+  batching.max_items = 10;
+  Batcher batcher(make_elasticsearch_sink(options), batching, make_jsonl_dead_letter(dead));
+  for (int i = 0; i < 10; ++i) {
+    batcher.add(R"({"id": )" + std::to_string(i) + R"(, "year": ")" +
+                (i == 8 ? std::string("unknown") : std::to_string(2000 + i)) + R"("})");
+  }
+  batcher.add("not json at all");
+  batcher.close();
+  const auto stats = batcher.stats();
+  EXPECT_EQ(stats.delivered, 9u);
+  EXPECT_EQ(stats.dead_lettered, 2u);
+  // The whole first request (10 documents), then item 3 twice.
+  EXPECT_EQ(stats.retried, 12u);
+  std::ifstream in(dead);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("mapper_parsing_exception"), std::string::npos) << text;
+  EXPECT_NE(text.find("not a JSON object"), std::string::npos) << text;
+}
+
 TEST(HttpClient, RefusesABaseUrlThatIsNotHttp) {
   HttpClientOptions options;
   options.base_url = "127.0.0.1:9200";

@@ -253,3 +253,34 @@ def _parse_bulk(
         operations.append((action, index, meta.get("_id"), source))
         n += 1
     return operations
+
+
+def main() -> None:
+    """Serve as a process (for the C++ tests): print the base URL, serve until stdin closes.
+
+    Options: --reject-requests N, --reject-item ID:TIMES (repeatable), --mapping-error
+    FIELD=VALUE (a document whose FIELD equals the string VALUE gets a per-item 400)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description="Elasticsearch _bulk stand-in")
+    parser.add_argument("--reject-requests", type=int, default=0)
+    parser.add_argument("--reject-item", action="append", default=[])
+    parser.add_argument("--mapping-error", default=None)
+    options = parser.parse_args()
+    standin = ElasticsearchStandIn()
+    standin.faults.reject_requests = options.reject_requests
+    for spec in options.reject_item:
+        doc_id, times = spec.split(":")
+        standin.faults.reject_item_times[doc_id] = int(times)
+    if options.mapping_error:
+        name, value = options.mapping_error.split("=", 1)
+        standin.faults.mapping_error = lambda doc: doc.get(name) == value
+    standin.start()
+    print(standin.url, flush=True)
+    sys.stdin.read()  # until the parent closes our stdin (or exits)
+    standin.close()
+
+
+if __name__ == "__main__":
+    main()
