@@ -140,6 +140,7 @@ void register_batcher(py::module_& m) {
       },
       py::arg("base_url"), py::arg("index"), py::arg("id_field"), py::arg("timeout"),
       py::arg("headers"));
+  m.def("null_sink", [] { return SinkHandle{make_null_sink()}; });
   m.def(
       "jsonl_dead_letter",
       [](std::string path) { return DeadLetterHandle{make_jsonl_dead_letter(std::move(path))}; },

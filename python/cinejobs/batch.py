@@ -35,6 +35,7 @@ __all__ = [
     "BatcherFull",
     "ElasticsearchSink",
     "Failed",
+    "NullSink",
     "PostgresDeadLetter",
     "PostgresSink",
     "Retry",
@@ -100,6 +101,13 @@ class ElasticsearchSink:
         )
 
 
+class NullSink:
+    """Takes every item and keeps none: for dry runs, and for measuring the batcher itself."""
+
+    def __init__(self) -> None:
+        self._core = _core.null_sink()
+
+
 class PostgresDeadLetter:
     """A PostgreSQL table (created if missing) for items that could not be delivered: item
     jsonb, error text, at timestamptz, attempts int."""
@@ -110,7 +118,11 @@ class PostgresDeadLetter:
         self._core = _core.postgres_dead_letter(url, table)
 
 
-Sink = PostgresSink | ElasticsearchSink | Callable[[list[Any]], Sequence[Any] | None]
+# Built once (json.dumps with options builds an encoder per call). NaN and infinities are refused:
+# they are not JSON, and no sink could take them.
+_encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+
+Sink = PostgresSink | ElasticsearchSink | NullSink | Callable[[list[Any]], Sequence[Any] | None]
 DeadLetter = str | os.PathLike[str] | PostgresDeadLetter
 
 
@@ -164,7 +176,8 @@ class Batcher:
     ``sink`` is a callable taking a list of items (decoded from JSON again unless
     ``decode=False``, which passes the JSON texts) and returning None when all were written,
     or one verdict per item: None/True written, :class:`Retry` or :class:`Failed`. Raising
-    retries the whole batch. Or a :class:`PostgresSink` or :class:`ElasticsearchSink`.
+    retries the whole batch. Or a :class:`PostgresSink`, :class:`ElasticsearchSink` or
+    :class:`NullSink`.
 
     ``capacity`` bounds the items held: :meth:`add` waits for room (the GIL released), or raises
     :class:`BatcherFull` with ``block=False`` or when ``timeout`` passes. A write is tried
@@ -198,7 +211,7 @@ class Batcher:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{option} must be a positive integer, got {value!r}")
         target: _core.BatchSink | _core.SinkCallable
-        if isinstance(sink, PostgresSink | ElasticsearchSink):
+        if isinstance(sink, PostgresSink | ElasticsearchSink | NullSink):
             target = sink._core
         elif callable(sink):
             target = _callable_sink(sink, decode)
@@ -224,15 +237,15 @@ class Batcher:
     def add(self, item: Any, *, block: bool = True, timeout: float | None = None) -> None:
         """Buffer one item (anything JSON can carry). Waits while the batcher is full, unless
         ``block`` is false; raises :class:`BatcherFull` when no room came in time, and
-        :class:`BatcherClosed` after :meth:`close`."""
-        self._core.add(json.dumps(item, separators=(",", ":")), block, timeout)
+        :class:`BatcherClosed` after :meth:`close`. A value JSON cannot carry raises TypeError
+        (NaN and infinities ValueError) and is not added."""
+        self._core.add(_encode(item), block, timeout)
 
     def add_many(self, items: Iterable[Any], *, timeout: float | None = None) -> None:
         """Add each item in turn (waiting for room as :meth:`add` does)."""
-        dumps = json.JSONEncoder(separators=(",", ":")).encode
         add = self._core.add
         for item in items:
-            add(dumps(item), True, timeout)
+            add(_encode(item), True, timeout)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Write everything added so far; return once each item is delivered, dead-lettered or

@@ -9,8 +9,9 @@ A malformed request is refused as Elasticsearch refuses it: HTTP 400 with
 ``{"error": {"root_cause", "type", "reason"}, "status": 400}`` (406 for a wrong content type), so
 it really checks the client.
 
-Faults, set on ``standin.faults``: ``reject_requests`` (the next N requests get a whole-request
-429), ``reject_item_times`` (document id -> how many times that document gets a per-item 429
+Faults, set on ``standin.faults``: ``reject_requests`` (the next N requests get a
+whole-request 429, with a Retry-After of ``retry_after`` seconds when that is set),
+``reject_item_times`` (document id -> how many times that document gets a per-item 429
 es_rejected_execution_exception before it is accepted), ``mapping_error`` (a predicate on the
 source; true gives a per-item 400 mapper_parsing_exception).
 """
@@ -32,6 +33,7 @@ ACTIONS = {"index", "create", "update", "delete"}
 @dataclass
 class Faults:
     reject_requests: int = 0
+    retry_after: int | None = None  # seconds, sent as Retry-After with those 429s
     reject_item_times: dict[str, int] = field(default_factory=dict)
     mapping_error: Callable[[dict[str, Any]], bool] | None = None
 
@@ -71,6 +73,8 @@ class ElasticsearchStandIn:
                 )
                 data = json.dumps(payload).encode()
                 self.send_response(status)
+                if status == 429 and standin.faults.retry_after is not None:
+                    self.send_header("Retry-After", str(standin.faults.retry_after))
                 self.send_header("Content-Type", "application/json; charset=UTF-8")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -180,8 +181,12 @@ def test_bad_options_and_sinks_are_refused_clearly(tmp_path: Path) -> None:
         Batcher(42)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="dead_letter"):
         Batcher(print, dead_letter=3)  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
-        Batcher(print).add(object())
+    with Batcher(print) as batcher:
+        with pytest.raises(TypeError, match="not JSON serializable"):
+            batcher.add(object())
+        with pytest.raises(ValueError, match="JSON compliant"):
+            batcher.add({"rating": float("nan")})
+        assert batcher.stats()["added"] == 0
 
 
 def test_a_batcher_opened_while_a_worker_runs_is_flushed_when_it_stops(tmp_path: Path) -> None:
@@ -191,8 +196,7 @@ def test_a_batcher_opened_while_a_worker_runs_is_flushed_when_it_stops(tmp_path:
         worker = app.worker(concurrency=1)
         worker.start()
         batcher = Batcher(got.extend, max_items=1000, max_age=3600)
-        batcher.add(1)
-        batcher.add(2)
+        batcher.add_many([1, 2])
         assert got == []
         worker.stop()
         assert got == [1, 2]
@@ -403,6 +407,20 @@ def test_elasticsearch_sink_retries_a_rejected_request(es: ElasticsearchStandIn)
     assert batcher.stats()["retried"] == 10
 
 
+def test_elasticsearch_sink_waits_as_long_as_retry_after_asks(es: ElasticsearchStandIn) -> None:
+    es.faults.reject_requests = 1
+    es.faults.retry_after = 1
+    sink = ElasticsearchSink(es.url, "movies")
+    with Batcher(sink, max_items=5, retry_backoff=0.001, retry_backoff_max=0.001) as batcher:
+        batcher.add({"n": 1})
+        started = time.monotonic()
+        assert batcher.flush(timeout=30)
+        waited = time.monotonic() - started
+    # A lower bound only: the batcher's own backoff (1 ms) was not what it waited.
+    assert waited >= 0.95
+    assert es.requests == 2 and len(es.docs["movies"]) == 1
+
+
 def test_elasticsearch_sink_retries_while_the_server_is_unreachable(tmp_path: Path) -> None:
     # Nothing listens there: every try fails in transport, and the items end in the dead letter.
     dead = tmp_path / "dead.jsonl"
@@ -444,3 +462,24 @@ def test_elasticsearch_sink_refuses_a_bad_index_name() -> None:
         ElasticsearchSink("http://127.0.0.1:9200", "Movies")
     with pytest.raises(cinejobs.ConfigError, match="http"):
         ElasticsearchSink("127.0.0.1:9200", "movies")
+
+
+@pytest.mark.slow
+def test_a_cli_worker_stopped_by_sigterm_delivers_what_its_jobs_batched(
+    start_cli_worker: Any, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path}/jobs.db"
+    out = tmp_path / "collected.jsonl"
+    app = cinejobs.App(url)
+    try:
+        handles = [app.enqueue("batch.collect", args=[str(out), n]) for n in range(20)]
+        worker = start_cli_worker(url, "apps.batch_tasks:app", concurrency=2)
+        worker.wait_started()
+        for handle in handles:
+            handle.wait(timeout=30)
+        assert not out.exists()  # every item is still in the batcher's buffer
+        worker.signal(signal.SIGTERM)
+        assert worker.proc.wait(timeout=60) == 0, worker.output()
+    finally:
+        app.close()
+    assert sorted(json.loads(line)["n"] for line in out.read_text().splitlines()) == list(range(20))

@@ -49,8 +49,13 @@ struct ElasticsearchSinkOptions {
 // make_elasticsearch_sink sends each batch as one POST /<index>/_bulk request: an NDJSON body of
 // `index` action and source lines. It reads the per-item results: 2xx delivered; 429 and 5xx
 // retried; any other error (mapper_parsing_exception, ...) failed for good with its type and
-// reason. A whole-request 429 or 5xx, or a transport failure, retries the whole batch.
+// reason. A whole-request 429 or 5xx, or a transport failure, retries the whole batch (waiting at
+// least as long as a Retry-After header asks).
 std::shared_ptr<BatchSink> make_elasticsearch_sink(ElasticsearchSinkOptions options);
+
+// make_null_sink accepts every item and keeps none: a dry run, and the benchmark's measure of
+// the batcher's own cost.
+std::shared_ptr<BatchSink> make_null_sink();
 
 // make_jsonl_dead_letter appends one line per entry to `path` (created if missing):
 // {"item": <the item>, "error": "...", "at": <epoch ms>, "attempts": n}, flushed and fsynced

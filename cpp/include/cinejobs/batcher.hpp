@@ -24,6 +24,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "cinejobs/errors.hpp"
@@ -39,8 +40,16 @@ enum class ItemOutcome : std::uint8_t {
 };
 
 struct ItemResult {
+  ItemResult() = default;
+  ItemResult(ItemOutcome outcome_, std::string error_ = {},
+             std::chrono::milliseconds retry_after_ = std::chrono::milliseconds(0))
+      : outcome(outcome_), error(std::move(error_)), retry_after(retry_after_) {}
+
   ItemOutcome outcome = ItemOutcome::kDelivered;
   std::string error;  // why, when not delivered
+  // For kRetry: the least wait the service asked for (an HTTP Retry-After); zero: none. The
+  // batcher waits the longer of this and its own backoff.
+  std::chrono::milliseconds retry_after{0};
 };
 
 // BatchSink writes batches. write() returns one result per item, in order; an empty vector means

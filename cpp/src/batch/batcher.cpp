@@ -193,6 +193,7 @@ void Batcher::write_batch(std::vector<std::string> items) {
     std::vector<DeadLetterEntry> dead;
     std::uint64_t delivered = 0;
     std::string retry_error;
+    std::chrono::milliseconds asked_wait{0};
     for (std::size_t i = 0; i < items.size(); ++i) {
       ItemResult result;
       if (!batch_error.empty()) {
@@ -205,6 +206,7 @@ void Batcher::write_batch(std::vector<std::string> items) {
         ++delivered;
       } else if (result.outcome == ItemOutcome::kRetry && tried < options_.max_attempts) {
         if (retry_error.empty()) retry_error = result.error;
+        asked_wait = std::max(asked_wait, result.retry_after);
         again.push_back(std::move(items[i]));
         again_attempts.push_back(tried);
       } else {
@@ -222,7 +224,7 @@ void Batcher::write_batch(std::vector<std::string> items) {
     items = std::move(again);
     attempts = std::move(again_attempts);
     if (!items.empty()) {
-      const auto wait = backoff_for(options_, round);
+      const auto wait = std::max(backoff_for(options_, round), asked_wait);
       log_line(options_.name, std::to_string(items.size()) + " items not written to " +
                                   sink_->describe() + " (" + retry_error + "): retrying in " +
                                   std::to_string(wait.count()) + " ms");

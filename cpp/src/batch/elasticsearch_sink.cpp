@@ -60,8 +60,13 @@ class ElasticsearchSink final : public BatchSink {
     const HttpResponse response =
         http_.request("POST", bulk_path_, body, {"Content-Type: application/x-ndjson"});
     if (retryable(response.status)) {
-      throw Error(describe() + " answered HTTP " + std::to_string(response.status) + ": " +
-                  error_summary(response.body));
+      // The whole request was turned away (overload, a node restarting): every item retries,
+      // no sooner than a Retry-After says.
+      const std::string error = describe() + " answered HTTP " + std::to_string(response.status) +
+                                ": " + error_summary(response.body);
+      const auto wait = response.retry_after().value_or(std::chrono::seconds(0));
+      for (const auto i : sent) results[i] = {ItemOutcome::kRetry, error, wait};
+      return results;
     }
     if (response.status < 200 || response.status >= 300) {
       // The whole request was refused (a malformed body, a closed index, no permission): the
