@@ -6,8 +6,8 @@ BUILD_DIR := build/dev
 CMAKE := $(VENV)/bin/cmake
 
 .PHONY: deps install build-cpp test test-cpp test-python demo bench bench-sqlite bench-queues \
-  bench-celery bench-deps bench-tmdb-standin bench-release-names bench-batcher lint format \
-  test-asan test-tsan clean
+  bench-celery bench-deps bench-tmdb-standin bench-release-names bench-batcher bench-rate-limit \
+  lint format test-asan test-tsan clean
 
 deps:
 	scripts/install-deps.sh
@@ -35,7 +35,8 @@ demo: install
 	$(VENV)/bin/cinejobs demo
 
 # Benchmarks (bench/README.md): all, or one runner at a time.
-bench: bench-sqlite bench-queues bench-celery bench-tmdb-standin bench-release-names bench-batcher
+bench: bench-sqlite bench-queues bench-celery bench-tmdb-standin bench-release-names bench-batcher \
+  bench-rate-limit
 
 bench-sqlite: install
 	$(PY) bench/bench_sqlite.py
@@ -46,6 +47,9 @@ bench-tmdb-standin: install
 # Items/s through the Batcher into a null sink, a Python callable and a PostgreSQL table.
 bench-batcher: install
 	$(PY) bench/bench_batcher.py
+# Decisions/s of the rate limiter on each store.
+bench-rate-limit: install
+	$(PY) bench/bench_rate_limit.py
 
 # Celery, RQ, redis-py and matplotlib are for the benchmark only, so `make test` stays lean:
 # installed here from pyproject's optional group "bench", not by install-deps.

@@ -44,14 +44,47 @@ struct PersistentThreadState {
   }
 };
 
+// ensure_python_thread_state gives the calling C++ thread its persistent Python thread state.
+void ensure_python_thread_state() {
+  thread_local PersistentThreadState thread_state;
+  thread_state.ensure();
+}
+
+// handler_error records a Python exception raised by a runner or key function as the job's
+// error, clearing it.
+HandlerError handler_error(py::error_already_set& e) {
+  std::string type = py::str(e.type().attr("__name__"));
+  std::string message = py::str(e.value());
+  e.restore();
+  PyErr_Clear();
+  return HandlerError(std::move(type), std::move(message));
+}
+
+// python_rate_limit_key calls key(args_json, kwargs_json) -> str on a handler thread, holding
+// the GIL only for the call.
+std::function<std::string(const Job&)> python_rate_limit_key(py::object key) {
+  auto holder = std::make_shared<PyRunner>(std::move(key));
+  return [holder](const Job& job) -> std::string {
+    ensure_python_thread_state();
+    py::gil_scoped_acquire gil;
+    try {
+      return holder->fn(job.args, job.kwargs).cast<std::string>();
+    } catch (py::error_already_set& e) {
+      throw handler_error(e);
+    } catch (const py::cast_error& e) {
+      throw HandlerError("TypeError",
+                         std::string("the rate limit key function returned no str: ") + e.what());
+    }
+  };
+}
+
 // Calls the Python runner on a handler thread, holding the GIL only for the call and the
 // conversion of its result. The runner returns the result as JSON text, or a tuple
 // (type, message, traceback[, retry_at epoch ms]) for a failure it caught.
 Handler python_handler(py::object runner) {
   auto holder = std::make_shared<PyRunner>(std::move(runner));
   return [holder](JobContext& ctx) -> std::string {
-    thread_local PersistentThreadState thread_state;
-    thread_state.ensure();
+    ensure_python_thread_state();
     py::gil_scoped_acquire gil;
     try {
       py::object out = holder->fn(ctx.shared_from_this());
@@ -62,11 +95,7 @@ Handler python_handler(py::object runner) {
       throw HandlerError(py::str(failure[0]), py::str(failure[1]), py::str(failure[2]), retry_at);
     } catch (py::error_already_set& e) {
       // The runner itself failed (it should catch the handler's errors): record what it raised.
-      std::string type = py::str(e.type().attr("__name__"));
-      std::string message = py::str(e.value());
-      e.restore();
-      PyErr_Clear();
-      throw HandlerError(std::move(type), std::move(message));
+      throw handler_error(e);
     } catch (const py::cast_error& e) {
       throw HandlerError("TypeError", std::string("the task runner returned neither a JSON "
                                                   "string nor an error tuple: ") +
@@ -158,15 +187,24 @@ void register_worker(py::module_& m) {
       .def(
           "register",
           [](PyWorker& w, std::string task, py::object runner, double retry_backoff,
-             double retry_backoff_max) {
+             double retry_backoff_max, std::shared_ptr<RateLimiter> rate_limiter,
+             py::object rate_limit_key) {
             if (!PyCallable_Check(runner.ptr())) {
               throw ConfigError("the runner of task '" + task + "' is not callable");
             }
-            HandlerOptions options{to_ms(retry_backoff), to_ms(retry_backoff_max)};
-            w.worker->register_handler(std::move(task), python_handler(std::move(runner)), options);
+            HandlerOptions options;
+            options.retry_backoff = to_ms(retry_backoff);
+            options.retry_backoff_max = to_ms(retry_backoff_max);
+            options.rate_limiter = std::move(rate_limiter);
+            if (!rate_limit_key.is_none()) {
+              options.rate_limit_key = python_rate_limit_key(std::move(rate_limit_key));
+            }
+            w.worker->register_handler(std::move(task), python_handler(std::move(runner)),
+                                       std::move(options));
           },
           py::arg("task"), py::arg("runner"), py::kw_only(), py::arg("retry_backoff") = 1.0,
-          py::arg("retry_backoff_max") = 600.0)
+          py::arg("retry_backoff_max") = 600.0, py::arg("rate_limiter") = nullptr,
+          py::arg("rate_limit_key") = py::none())
       .def("register_builtins", [](PyWorker& w) { register_builtin_handlers(*w.worker); })
       .def(
           "has_handler",
@@ -204,6 +242,7 @@ void register_worker(py::module_& m) {
         d["cancelled"] = s.cancelled;
         d["released"] = s.released;
         d["lost"] = s.lost;
+        d["snoozed"] = s.snoozed;
         d["running"] = s.running;
         return d;
       });

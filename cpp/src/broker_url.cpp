@@ -179,6 +179,44 @@ RedisConfig parse_redis_url(std::string_view url, BrokerOptions& options) {
   return config;
 }
 
+// parse_sqlite_url: sqlite:///relative.db and sqlite:////absolute.db, with parameters.
+SqliteConfig parse_sqlite_url(std::string_view url, BrokerOptions& options) {
+  const auto colon = url.find("://");
+  std::string_view rest = url.substr(colon + 3);
+  if (rest.empty() || rest.front() != '/') {
+    malformed(url,
+              "SQLite URLs have three slashes before a relative path (sqlite:///jobs.db) and four "
+              "before an absolute one (sqlite:////var/lib/jobs.db)");
+  }
+  rest.remove_prefix(1);
+  const auto question = rest.find('?');
+  const std::string path = percent_decode(url, rest.substr(0, question));
+  if (path.empty()) malformed(url, "no database file path");
+  const auto params = question == std::string_view::npos
+                          ? std::map<std::string, std::string>{}
+                          : parse_query(url, rest.substr(question + 1));
+
+  SqliteConfig config;
+  config.path = path;
+  for (const auto& [key, value] : params) {
+    if (apply_common_url_parameter(url, key, value, options)) {
+      continue;
+    } else if (key == "busy_timeout_ms") {
+      config.busy_timeout = std::chrono::milliseconds(parse_number(url, key, value));
+    } else if (key == "synchronous") {
+      if (value != "normal" && value != "full") {
+        malformed(url, "synchronous must be 'normal' or 'full', got '" + value + "'");
+      }
+      config.synchronous_full = value == "full";
+    } else {
+      malformed(url, "unknown parameter '" + key +
+                         "' (known: result_ttl_s, max_payload_bytes, busy_timeout_ms, "
+                         "synchronous)");
+    }
+  }
+  return config;
+}
+
 }  // namespace detail
 
 std::shared_ptr<Broker> open_broker(std::string_view url, BrokerOptions options) {
@@ -211,38 +249,7 @@ std::shared_ptr<Broker> open_broker(std::string_view url, BrokerOptions options)
                       "unix:///path/redis.sock and postgresql://host/db");
   }
 
-  std::string_view rest = url.substr(colon + 3);
-  if (rest.empty() || rest.front() != '/') {
-    malformed(url,
-              "SQLite URLs have three slashes before a relative path (sqlite:///jobs.db) and four "
-              "before an absolute one (sqlite:////var/lib/jobs.db)");
-  }
-  rest.remove_prefix(1);
-  const auto question = rest.find('?');
-  const std::string path = percent_decode(url, rest.substr(0, question));
-  if (path.empty()) malformed(url, "no database file path");
-  const auto params = question == std::string_view::npos
-                          ? std::map<std::string, std::string>{}
-                          : parse_query(url, rest.substr(question + 1));
-
-  detail::SqliteConfig config;
-  config.path = path;
-  for (const auto& [key, value] : params) {
-    if (detail::apply_common_url_parameter(url, key, value, options)) {
-      continue;
-    } else if (key == "busy_timeout_ms") {
-      config.busy_timeout = std::chrono::milliseconds(parse_number(url, key, value));
-    } else if (key == "synchronous") {
-      if (value != "normal" && value != "full") {
-        malformed(url, "synchronous must be 'normal' or 'full', got '" + value + "'");
-      }
-      config.synchronous_full = value == "full";
-    } else {
-      malformed(url, "unknown parameter '" + key +
-                         "' (known: result_ttl_s, max_payload_bytes, busy_timeout_ms, "
-                         "synchronous)");
-    }
-  }
+  detail::SqliteConfig config = detail::parse_sqlite_url(url, options);
   return detail::open_sqlite_broker(std::string(url), std::move(config), options);
 }
 

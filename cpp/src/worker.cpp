@@ -45,6 +45,19 @@ milliseconds retry_delay(const HandlerOptions& options, int attempt) {
   return milliseconds(static_cast<std::int64_t>(delay * jitter(rng)));
 }
 
+// snooze_delay: how long a job refused by its rate limit waits. The limiter's wait alone would
+// bring every job it refused back at the same instant, where one gets the unit and the rest are
+// refused again; spreading them over up to a period (or the wait plus a second, if less) keeps
+// some due at every moment without a stampede per unit.
+milliseconds snooze_delay(const RateLimiter& limiter, Micros wait) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  const auto wait_ms = std::chrono::ceil<milliseconds>(wait);
+  const auto spread = std::min(std::chrono::floor<milliseconds>(limiter.rate().period),
+                               wait_ms + milliseconds(std::chrono::seconds(1)));
+  std::uniform_int_distribution<std::int64_t> jitter(0, std::max<std::int64_t>(0, spread.count()));
+  return wait_ms + milliseconds(jitter(rng));
+}
+
 // Sleeps for `duration` unless `stop` is requested first.
 void sleep_for(std::stop_token stop, milliseconds duration) {
   std::mutex m;
@@ -113,14 +126,15 @@ struct Worker::State {
   std::deque<std::shared_ptr<JobContext>> ready;
   std::vector<Ack> acks;
   std::vector<Fail> fails;
-  std::vector<std::string> settling;    // ids whose outcome is buffered, in acks/fails order
+  std::vector<Snooze> snoozes;
+  std::vector<std::string> settling;    // ids whose outcome is buffered
   std::uint64_t deadlines_changed = 0;  // bumped when a job with a timeout starts
   std::size_t active_handlers = 0;      // handler threads inside a job right now
   bool no_more_work = false;
   bool outcomes_closed = false;
 
   std::atomic<std::uint64_t> n_reserved{0}, n_succeeded{0}, n_failed{0}, n_retried{0},
-      n_cancelled{0}, n_released{0}, n_lost{0};
+      n_cancelled{0}, n_released{0}, n_lost{0}, n_snoozed{0};
 
   std::jthread dispatcher, acker, heartbeat;
   std::vector<std::jthread> pool;
@@ -247,6 +261,9 @@ struct Worker::State {
                      nullptr);
       return;
     }
+    if (handler->second.options.rate_limiter && !take_rate_limit(ctx, handler->second.options)) {
+      return;
+    }
     std::optional<JobFailure> failure;
     std::optional<EpochMs> retry_at;  // the handler's own choice of when to retry
     std::string result;
@@ -279,6 +296,42 @@ struct Worker::State {
       settling.push_back(job.id);
       outcomes_cv.notify_one();
     }
+  }
+
+  // take_rate_limit takes one unit of the task's limit and returns true, or settles the job and
+  // returns false: snoozed when the limit refuses (the attempt is not counted and the slot is
+  // freed as soon as the acker stores it), failed when the key function throws.
+  bool take_rate_limit(JobContext& ctx, const HandlerOptions& options) {
+    const Job& job = ctx.job();
+    std::string key;
+    if (options.rate_limit_key) {
+      try {
+        key = options.rate_limit_key(job);
+      } catch (const HandlerError& e) {
+        settle_failure(ctx, JobFailure{e.type(), e.message(), e.traceback()}, &options);
+        return false;
+      } catch (const std::exception& e) {
+        settle_failure(ctx, JobFailure{"Error", e.what(), ""}, &options);
+        return false;
+      }
+    }
+    milliseconds delay(0);
+    try {
+      const RateDecision decision = options.rate_limiter->try_acquire(1, key);
+      if (decision.allowed) return true;
+      delay = snooze_delay(*options.rate_limiter, decision.wait);
+    } catch (const std::exception& e) {
+      // Running anyway could break the limit, and failing would spend an attempt on nothing.
+      log_warning("the rate limit of task '" + job.task +
+                  "' cannot be checked, holding the job back for 1 s: " + e.what());
+      delay = std::chrono::seconds(1);
+    }
+    std::lock_guard lock(mutex);
+    if (!accept_outcome_locked(job.id)) return false;
+    snoozes.push_back(Snooze{LeaseRef{job.id, job.lease_token}, now_ms() + delay.count()});
+    settling.push_back(job.id);
+    outcomes_cv.notify_one();
+    return false;
   }
 
   // settle_failure decides between retry and a final state; `options` is null when the job
@@ -321,6 +374,7 @@ struct Worker::State {
     for (;;) {
       std::vector<Ack> ack_batch;
       std::vector<Fail> fail_batch;
+      std::vector<Snooze> snooze_batch;
       std::vector<std::string> ids;
       {
         std::unique_lock lock(mutex);
@@ -328,9 +382,10 @@ struct Worker::State {
         if (settling.empty()) return;
         ack_batch.swap(acks);
         fail_batch.swap(fails);
+        snooze_batch.swap(snoozes);
         ids.swap(settling);
       }
-      store_outcomes(ack_batch, fail_batch);
+      store_outcomes(ack_batch, fail_batch, snooze_batch);
       {
         std::lock_guard lock(mutex);
         for (const auto& id : ids) forget_locked(id);
@@ -340,15 +395,20 @@ struct Worker::State {
     }
   }
 
-  void store_outcomes(const std::vector<Ack>& ack_batch, const std::vector<Fail>& fail_batch) {
+  void store_outcomes(const std::vector<Ack>& ack_batch, const std::vector<Fail>& fail_batch,
+                      const std::vector<Snooze>& snooze_batch) {
     // A store that fails is retried: the outcome is the only record of work done. If the
     // broker stays away, the lease expires and the job runs again (at least once).
     for (milliseconds backoff(50);; backoff = std::min(backoff * 2, milliseconds(2000))) {
       try {
         const std::size_t acked = broker->ack(ack_batch);
-        const std::size_t failed = broker->fail(fail_batch);
+        // Counted at once: whoever saw a job succeed may read the stats next.
         n_succeeded += acked;
-        n_lost += (ack_batch.size() - acked) + (fail_batch.size() - failed);
+        const std::size_t failed = broker->fail(fail_batch);
+        const std::size_t snoozed = broker->snooze(snooze_batch);
+        n_snoozed += snoozed;
+        n_lost += (ack_batch.size() - acked) + (fail_batch.size() - failed) +
+                  (snooze_batch.size() - snoozed);
         for (const Fail& f : fail_batch) {
           if (f.retry_at) {
             ++n_retried;
@@ -537,7 +597,7 @@ void Worker::register_handler(std::string task, Handler handler, HandlerOptions 
   if (state_->started) throw ConfigError("register handlers before starting the worker");
   if (task.empty()) throw ConfigError("a handler needs a task name");
   if (!handler) throw ConfigError("handler for task '" + task + "' is empty");
-  state_->handlers[std::move(task)] = State::Registered{std::move(handler), options};
+  state_->handlers[std::move(task)] = State::Registered{std::move(handler), std::move(options)};
 }
 
 bool Worker::has_handler(const std::string& task) const { return state_->handlers.contains(task); }
@@ -577,6 +637,7 @@ WorkerStats Worker::stats() const {
   s.cancelled = state_->n_cancelled;
   s.released = state_->n_released;
   s.lost = state_->n_lost;
+  s.snoozed = state_->n_snoozed;
   std::lock_guard lock(state_->mutex);
   s.running = state_->held.size();
   return s;

@@ -35,6 +35,7 @@ from .errors import (
     UnknownTask,
 )
 from .handle import JobHandle
+from .rate_limit import RateLimiter
 from .schedules import Scheduler, ScheduleSpec, ScheduleStatus
 from .worker import Worker
 
@@ -53,6 +54,7 @@ __all__ = [
     "JobHandle",
     "JobNotFound",
     "JobTimeout",
+    "RateLimiter",
     "ScheduleSpec",
     "ScheduleStatus",
     "Scheduler",

@@ -169,6 +169,8 @@ class Task(Generic[P, R]):
         retry_backoff_max: float,
         rate_limit: str | None,
         unique: Callable[..., str | None] | None,
+        rate_limit_burst: int = 1,
+        rate_limit_key: Callable[..., str | None] | None = None,
     ) -> None:
         self.app = app
         self.fn = fn
@@ -180,6 +182,8 @@ class Task(Generic[P, R]):
         self.retry_backoff = retry_backoff
         self.retry_backoff_max = retry_backoff_max
         self.rate_limit = rate_limit
+        self.rate_limit_burst = rate_limit_burst
+        self.rate_limit_key = rate_limit_key
         self.unique = unique
         self.is_async = inspect.iscoroutinefunction(fn)
         functools.update_wrapper(self, fn)
@@ -348,6 +352,8 @@ class App:
         retry_backoff: float = 1.0,
         retry_backoff_max: float = 600.0,
         rate_limit: str | None = None,
+        rate_limit_burst: int = 1,
+        rate_limit_key: Callable[..., str | None] | None = None,
         unique: Callable[..., str | None] | None = None,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
@@ -364,6 +370,8 @@ class App:
         retry_backoff: float = 1.0,
         retry_backoff_max: float = 600.0,
         rate_limit: str | None = None,
+        rate_limit_burst: int = 1,
+        rate_limit_key: Callable[..., str | None] | None = None,
         unique: Callable[..., str | None] | None = None,
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
         """Register a function (sync or ``async def``) as a task; usable bare (``@app.task``)
@@ -375,6 +383,13 @@ class App:
         delay in seconds, doubled per attempt up to ``retry_backoff_max``, with jitter;
         ``unique`` a callable taking the task's arguments and returning the job's unique key
         (or None for no key).
+
+        ``rate_limit`` ("20/s", "40/10s", "100/m", "5/h") limits how often the task starts,
+        across every worker on the broker, with bursts of up to ``rate_limit_burst``. A job
+        held back by its limit goes back to ``scheduled`` until a unit is free (plus jitter),
+        without counting an attempt or holding a worker slot. ``rate_limit_key``, a callable
+        taking the task's arguments, gives each key (a user, an API token) its own limit; None
+        from it means the task's shared limit.
         """
 
         def register(f: Callable[P, R]) -> Task[P, R]:
@@ -388,6 +403,8 @@ class App:
                 retry_backoff=retry_backoff,
                 retry_backoff_max=retry_backoff_max,
                 rate_limit=rate_limit,
+                rate_limit_burst=rate_limit_burst,
+                rate_limit_key=rate_limit_key,
                 unique=unique,
             )
 
@@ -407,6 +424,8 @@ class App:
         retry_backoff: float,
         retry_backoff_max: float,
         rate_limit: str | None,
+        rate_limit_burst: int,
+        rate_limit_key: Callable[..., str | None] | None,
         unique: Callable[..., str | None] | None,
     ) -> Task[P, R]:
         if not callable(fn):
@@ -428,10 +447,27 @@ class App:
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{where}: {label} must be seconds >= 0, got {value!r}")
         if rate_limit is not None:
+            if not isinstance(rate_limit, str):
+                raise ConfigError(
+                    f"{where}: rate_limit must be a rate like '20/s' or '40/10s', got "
+                    f"{type(rate_limit).__qualname__}"
+                )
+            try:
+                rate_limit = _core.parse_rate(rate_limit)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+        if _check_int(rate_limit_burst, f"{where}: rate_limit_burst") < 1:
             raise ConfigError(
-                f"{where}: rate_limit is not supported yet (rate limits come in a later version "
-                "of cinejobs); remove rate_limit= for now"
+                f"{where}: rate_limit_burst must be at least 1, got {rate_limit_burst}"
             )
+        if rate_limit_key is not None:
+            if not callable(rate_limit_key):
+                raise ConfigError(
+                    f"{where}: rate_limit_key must be a callable taking the task's arguments "
+                    f"and returning the limit's key, got {type(rate_limit_key).__qualname__}"
+                )
+            if rate_limit is None:
+                raise ConfigError(f"{where}: rate_limit_key needs a rate_limit to split")
         if unique is not None and not callable(unique):
             raise ConfigError(
                 f"{where}: unique must be a callable taking the task's arguments and returning "
@@ -458,6 +494,8 @@ class App:
             retry_backoff=float(retry_backoff),
             retry_backoff_max=float(retry_backoff_max),
             rate_limit=rate_limit,
+            rate_limit_burst=rate_limit_burst,
+            rate_limit_key=rate_limit_key,
             unique=unique,
         )
         self._tasks[task_name] = task

@@ -156,6 +156,30 @@ def make_runner(
     return runner
 
 
+def make_rate_limit_key(task: Task[..., Any]) -> Callable[[str, str], str] | None:
+    """Build the callable the C++ worker calls (GIL held) for the rate limit key of a job of
+    ``task``: the task's rate_limit_key applied to the job's arguments ("" for None)."""
+    key_fn = task.rate_limit_key
+    if key_fn is None:
+        return None
+    name = task.name
+
+    def rate_limit_key(raw_args: str, raw_kwargs: str) -> str:
+        args = () if raw_args == "[]" else json.loads(raw_args)
+        kwargs = {} if raw_kwargs == "{}" else json.loads(raw_kwargs)
+        key = key_fn(*args, **kwargs)
+        if key is None:
+            return ""
+        if not isinstance(key, str):
+            raise TypeError(
+                f"rate_limit_key of task {name!r} must return a str or None, got "
+                f"{type(key).__qualname__}"
+            )
+        return key
+
+    return rate_limit_key
+
+
 async def _await(awaitable: Any) -> Any:
     return await awaitable
 
@@ -212,11 +236,22 @@ class Worker:
         self._stop_report: dict[str, Any] | None = None
         self._core.register_builtins()
         for task in self.tasks:
+            # A task's limit lives in the broker's store under "task:<name>", so every worker on
+            # the broker shares it.
+            limiter = (
+                _core.RateLimiter(
+                    broker.url, f"task:{task.name}", task.rate_limit, task.rate_limit_burst
+                )
+                if task.rate_limit is not None
+                else None
+            )
             self._core.register(
                 task.name,
                 make_runner(task, self._event_loop),
                 retry_backoff=task.retry_backoff,
                 retry_backoff_max=task.retry_backoff_max,
+                rate_limiter=limiter,
+                rate_limit_key=make_rate_limit_key(task),
             )
 
     def register(self, name: str, runner: Callable[[_core.JobContext], _core.RunnerResult]) -> None:
@@ -269,7 +304,7 @@ class Worker:
 
     def stats(self) -> dict[str, int]:
         """Counters: reserved, succeeded, failed (final), retried, cancelled, released, lost,
-        running (jobs held now)."""
+        snoozed (held back by a rate limit), running (jobs held now)."""
         return dict(self._core.stats())
 
     def __enter__(self) -> Worker:

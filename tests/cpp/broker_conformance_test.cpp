@@ -103,6 +103,10 @@ class BrokerConformance : public ::testing::TestWithParam<BrokerFactory> {
     const LeaseRef leases[] = {lease_of(job)};
     return broker_->release(leases);
   }
+  std::size_t snooze_one(const Job& job, EpochMs run_at) {
+    const Snooze snoozes[] = {{lease_of(job), run_at}};
+    return broker_->snooze(snoozes);
+  }
   ExtendResult extend_one(const Job& job, std::chrono::milliseconds lease) {
     const LeaseRef leases[] = {lease_of(job)};
     auto results = broker_->extend(leases, lease);
@@ -625,6 +629,64 @@ TEST_P(BrokerConformance, ReleaseOnTheLastAttemptKeepsTheJobReservable) {
   EXPECT_EQ(again.attempt, 1);
   EXPECT_EQ(ack_one(again), 1u);
   EXPECT_EQ(state_of(*broker_, id), JobState::kSucceeded);
+}
+
+TEST_P(BrokerConformance, SnoozeSchedulesTheJobWithoutCountingTheAttempt) {
+  Job job = make_job();
+  job.max_attempts = 1;
+  const std::string id = enqueue(job);
+  const Job first = reserve_one();
+  ASSERT_EQ(first.attempt, 1);
+  const EpochMs run_at = now_ms() + 300;
+  EXPECT_EQ(snooze_one(first, run_at), 1u);
+  const Job snoozed = get_job(*broker_, id);
+  EXPECT_EQ(snoozed.state, JobState::kScheduled);
+  EXPECT_EQ(snoozed.run_at, run_at);
+  EXPECT_EQ(snoozed.attempt, 0) << "a snoozed delivery is not an attempt";
+  EXPECT_EQ(snooze_one(first, run_at), 0u) << "a snoozed delivery no longer owns the job";
+  EXPECT_EQ(ack_one(first), 0u);
+  EXPECT_TRUE(reserve({"default"}, 10).empty()) << "a snoozed job waits for its run_at";
+
+  wait_for_clock(run_at);
+  const Job second = reserve_one();
+  EXPECT_EQ(second.id, id);
+  EXPECT_EQ(second.attempt, 1) << "max_attempts 1 still allows the run a snooze deferred";
+  EXPECT_EQ(ack_one(second), 1u);
+  EXPECT_EQ(state_of(*broker_, id), JobState::kSucceeded);
+}
+
+TEST_P(BrokerConformance, SnoozeToAPastRunAtQueuesTheJobAtOnce) {
+  const std::string id = enqueue(make_job());
+  const Job first = reserve_one();
+  EXPECT_EQ(snooze_one(first, now_ms() - 10), 1u);
+  EXPECT_EQ(state_of(*broker_, id), JobState::kQueued);
+  EXPECT_EQ(reserve_one().id, id);
+}
+
+TEST_P(BrokerConformance, SnoozeOfACancelRequestedJobEndsItCancelled) {
+  const std::string id = enqueue(make_job());
+  const Job running = reserve_one();
+  EXPECT_EQ(broker_->cancel(id), JobState::kRunning);
+  EXPECT_EQ(snooze_one(running, now_ms() + 60'000), 1u);
+  const Job cancelled = get_job(*broker_, id);
+  EXPECT_EQ(cancelled.state, JobState::kCancelled);
+  EXPECT_GT(cancelled.finished_at, 0);
+}
+
+TEST_P(BrokerConformance, SnoozeAppliesABatchAndSkipsForeignLeases) {
+  for (int i = 0; i < 3; ++i) enqueue(make_job());
+  const std::vector<Job> jobs = reserve({"default"}, 3);
+  ASSERT_EQ(jobs.size(), 3u);
+  Job forged = jobs[2];
+  forged.lease_token += 1;
+  const EpochMs later = now_ms() + 60'000;
+  const Snooze snoozes[] = {
+      {lease_of(jobs[0]), later}, {lease_of(jobs[1]), later}, {lease_of(forged), later}};
+  EXPECT_EQ(broker_->snooze(snoozes), 2u);
+  EXPECT_EQ(state_of(*broker_, jobs[0].id), JobState::kScheduled);
+  EXPECT_EQ(state_of(*broker_, jobs[1].id), JobState::kScheduled);
+  EXPECT_EQ(state_of(*broker_, jobs[2].id), JobState::kRunning);
+  EXPECT_EQ(broker_->snooze(std::span<const Snooze>{}), 0u);
 }
 
 TEST_P(BrokerConformance, ExtendPushesTheLeasePastItsOriginalExpiry) {

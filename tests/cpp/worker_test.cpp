@@ -823,4 +823,44 @@ TEST_F(WorkerTest, BuiltinSleepReportsProgressAndHonoursCancel) {
   EXPECT_LT(Clock::now() - t0, 10s);
 }
 
+// A native handler with a rate limit: the burst runs, the rest is snoozed to scheduled with
+// its attempt not counted (max_attempts 1 would otherwise make a refusal final), and none fails.
+TEST_F(WorkerTest, RateLimitedHandlerSnoozesWhatTheLimitRefuses) {
+  HandlerOptions limited;
+  limited.rate_limiter =
+      std::make_shared<RateLimiter>(make_local_rate_limit_store(), "native", Rate{1, 60s}, 2);
+  limited.rate_limit_key = [](const Job& job) { return job.args == "[\"b\"]" ? "b" : ""; };
+  std::atomic<int> ran{0};
+  Worker worker(broker_, options(2));
+  worker.register_handler(
+      "limited",
+      [&](JobContext&) {
+        ++ran;
+        return std::string("null");
+      },
+      limited);
+  std::vector<std::string> ids;
+  for (const char* args : {"[]", "[]", "[]", "[]", "[\"b\"]"}) {
+    Job job = make_job("limited");
+    job.args = args;
+    job.max_attempts = 1;
+    ids.push_back(enqueue(job));
+  }
+  worker.start();
+  ASSERT_TRUE(wait_until([&] { return worker.stats().snoozed >= 2; }, 10s));
+  ASSERT_TRUE(wait_state(ids.back(), JobState::kSucceeded)) << "key b has its own bucket";
+  worker.stop();
+  EXPECT_EQ(ran.load(), 3);
+  EXPECT_EQ(worker.stats().failed, 0u);
+  int scheduled = 0;
+  for (const auto& id : ids) {
+    const Job job = get_job(*broker_, id);
+    if (job.state != JobState::kScheduled) continue;
+    ++scheduled;
+    EXPECT_EQ(job.attempt, 0);
+    EXPECT_GT(job.run_at, now_ms() + 30'000) << "held back until the limit has a unit again";
+  }
+  EXPECT_EQ(scheduled, 2);
+}
+
 }  // namespace

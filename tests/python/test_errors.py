@@ -198,14 +198,6 @@ def test_result_json_cannot_carry_fails_the_job_with_type_error(app: App) -> Non
     assert "set" in h1.info()["error"]["message"]
 
 
-def test_rate_limit_is_refused_until_it_is_supported(app: App) -> None:
-    with pytest.raises(ConfigError, match="rate_limit is not supported yet"):
-
-        @app.task(rate_limit="40/10s")
-        def limited() -> None:
-            return None
-
-
 @pytest.mark.parametrize(
     "options",
     [

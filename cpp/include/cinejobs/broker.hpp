@@ -66,6 +66,13 @@ struct Fail {
   JobState final_state = JobState::kFailed;
 };
 
+// Snooze puts a delivery back to wait until run_at without counting its attempt (a job held back
+// by its rate limit).
+struct Snooze {
+  LeaseRef lease;
+  EpochMs run_at = 0;
+};
+
 struct ExtendResult {
   std::string id;
   bool owned = false;  // false: the lease was lost (expired and recovered); stop working on it
@@ -154,6 +161,10 @@ class Broker {
   virtual std::size_t ack(std::span<const Ack> acks) = 0;
   virtual std::size_t fail(std::span<const Fail> fails) = 0;
   virtual std::size_t release(std::span<const LeaseRef> leases) = 0;
+  // snooze returns running jobs to scheduled at their run_at (queued when it has passed) without
+  // counting the attempt, in one atomic step per batch; like release, a job whose cancel was
+  // requested ends cancelled instead. Returns how many deliveries still owned their job.
+  virtual std::size_t snooze(std::span<const Snooze> snoozes) = 0;
 
   // extend renews the leases by `lease` from now, and reports for each whether it is still owned
   // and whether a cancel was requested.

@@ -20,6 +20,7 @@
 
 #include "cinejobs/broker.hpp"
 #include "cinejobs/job_context.hpp"
+#include "cinejobs/rate_limiter.hpp"
 
 namespace cinejobs {
 
@@ -33,6 +34,13 @@ struct HandlerOptions {
   // +-50% jitter so a failing upstream is not hit by every retry at once.
   std::chrono::milliseconds retry_backoff = std::chrono::seconds(1);
   std::chrono::milliseconds retry_backoff_max = std::chrono::minutes(10);
+  // When set, each job takes one unit of this limit before its handler runs. A job refused is
+  // snoozed: back to scheduled for the wait the limiter computed (plus jitter, so the jobs held
+  // back do not all come due at once), its attempt not counted, its slot freed at once.
+  std::shared_ptr<RateLimiter> rate_limiter;
+  // rate_limit_key, when set, names the job's own bucket of the limit (from its arguments; ""
+  // is the shared bucket). An exception it throws fails the attempt like the handler's would.
+  std::function<std::string(const Job&)> rate_limit_key;
 };
 
 struct WorkerOptions {
@@ -63,6 +71,7 @@ struct WorkerStats {
   std::uint64_t cancelled = 0;
   std::uint64_t released = 0;  // returned to the queue by a stop past its grace
   std::uint64_t lost = 0;      // results dropped because the lease was lost
+  std::uint64_t snoozed = 0;   // deliveries held back by their task's rate limit
   std::uint64_t running = 0;   // jobs held right now
 };
 

@@ -269,6 +269,12 @@ class CeleryBroker final : public Broker {
   std::vector<Job> list(const ListParams&) override { throw unsupported("list"); }
   std::vector<QueueCount> counts() override { throw unsupported("counts"); }
   std::size_t purge(std::string_view) override { throw unsupported("purge"); }
+  // cinejobs rate limits snooze jobs; the Celery worker registers no limited task, so only the
+  // worker's empty batches arrive here.
+  std::size_t snooze(std::span<const Snooze> snoozes) override {
+    if (snoozes.empty()) return 0;
+    throw unsupported("snooze (cinejobs rate limits on Celery tasks)");
+  }
   // Schedules are cinejobs' own (Celery's are beat's): a Celery broker records none.
   TickResult enqueue_tick(const TickEnqueue&) override {
     throw unsupported("schedules (run them on a cinejobs broker, or with celery beat)");

@@ -36,6 +36,7 @@ struct Migration {
 // Every migration, in order. A new one is a new file in migrations/ and a new line here.
 constexpr Migration kMigrations[] = {
     {1, "init", embedded::k0001InitSql},
+    {2, "rate_limits", embedded::k0002RateLimitsSql},
     {3, "schedules", embedded::k0003SchedulesSql},
 };
 
@@ -171,14 +172,20 @@ constexpr std::string_view kFailSql =
     "lease_until = NULL FROM own f WHERE j.seq = f.seq "
     "RETURNING CASE WHEN j.state = 0 THEN pg_notify(:'channel', j.queue) END";
 
-constexpr std::string_view kReleaseSql =
-    "WITH own AS (SELECT j.seq FROM :\"schema\".jobs j JOIN unnest($1::uuid[], $2::bigint[]) AS "
-    "r(id, token) ON j.id = r.id AND j.lease_token = r.token WHERE j.state = 2 ORDER BY j.seq "
-    "FOR UPDATE OF j) "
-    "UPDATE :\"schema\".jobs j SET state = CASE WHEN j.cancel_requested THEN 5 ELSE 1 END, "
-    "finished_at = CASE WHEN j.cancel_requested THEN $3::bigint ELSE 0 END, "
-    "attempt = j.attempt - 1, lease_until = NULL, lease_token = 0 FROM own WHERE j.seq = own.seq "
-    "RETURNING CASE WHEN j.state = 1 THEN pg_notify(:'channel', j.queue) END";
+// Release and snooze: back to waiting without counting the attempt, queued or scheduled by the
+// new run_at, which never moves earlier than the job's own (a release passes 0 and keeps the
+// job's place in its queue).
+constexpr std::string_view kPutBackSql =
+    "WITH own AS (SELECT j.seq, z.run_at FROM :\"schema\".jobs j JOIN unnest($1::uuid[], "
+    "$2::bigint[], $3::bigint[]) AS z(id, token, run_at) ON j.id = z.id AND j.lease_token = "
+    "z.token WHERE j.state = 2 ORDER BY j.seq FOR UPDATE OF j) "
+    "UPDATE :\"schema\".jobs j SET state = CASE WHEN j.cancel_requested THEN 5 "
+    "WHEN z.run_at > $4::bigint THEN 0 ELSE 1 END, "
+    "run_at = CASE WHEN j.cancel_requested THEN j.run_at ELSE GREATEST(j.run_at, z.run_at) END, "
+    "finished_at = CASE WHEN j.cancel_requested THEN $4::bigint ELSE 0 END, "
+    "attempt = j.attempt - 1, lease_until = NULL, lease_token = 0 "
+    "FROM own z WHERE j.seq = z.seq "
+    "RETURNING CASE WHEN j.state IN (0, 1) THEN pg_notify(:'channel', j.queue) END";
 
 constexpr std::string_view kExtendSql =
     "WITH own AS (SELECT j.seq FROM :\"schema\".jobs j JOIN unnest($1::uuid[], $2::bigint[]) AS "
@@ -628,18 +635,27 @@ class PostgresBroker final : public Broker {
   }
 
   std::size_t release(std::span<const LeaseRef> leases) override {
-    PgArray ids, tokens;
+    std::vector<Snooze> now_due;
+    now_due.reserve(leases.size());
+    for (const LeaseRef& l : leases) now_due.push_back(Snooze{l, 0});
+    return snooze(now_due);
+  }
+
+  std::size_t snooze(std::span<const Snooze> snoozes) override {
+    PgArray ids, tokens, run_ats;
     std::size_t n = 0;
-    for (const LeaseRef& l : leases) {
-      if (!is_uuid(l.id)) continue;
-      ids.add(std::string_view(l.id));
-      tokens.add(static_cast<std::int64_t>(l.lease_token));
+    for (const Snooze& z : snoozes) {
+      if (!is_uuid(z.lease.id)) continue;
+      ids.add(std::string_view(z.lease.id));
+      tokens.add(static_cast<std::int64_t>(z.lease.lease_token));
+      run_ats.add(z.run_at);
       ++n;
     }
     if (n == 0) return 0;
-    const std::size_t applied = run("releasing jobs", [&](pqxx::connection& c) {
+    const std::size_t applied = run("returning jobs to their queue", [&](pqxx::connection& c) {
       pqxx::nontransaction tx(c);
-      return tx.exec_prepared("cj_release", ids.take(), tokens.take(), now_ms()).affected_rows();
+      return tx.exec_prepared("cj_put_back", ids.take(), tokens.take(), run_ats.take(), now_ms())
+          .affected_rows();
     });
     if (applied > 0) notifier_.bump_all();
     return applied;
@@ -944,7 +960,7 @@ class PostgresBroker final : public Broker {
     c.prepare("cj_reserve", with_schema(reserve_sql(), s));
     c.prepare("cj_ack", with_schema(kAckSql, s));
     c.prepare("cj_fail", with_schema(kFailSql, s));
-    c.prepare("cj_release", with_schema(kReleaseSql, s));
+    c.prepare("cj_put_back", with_schema(kPutBackSql, s));
     c.prepare("cj_extend", with_schema(kExtendSql, s));
     c.prepare("cj_progress", with_schema(kProgressSql, s));
     c.prepare("cj_cancel", with_schema(kCancelSql, s));

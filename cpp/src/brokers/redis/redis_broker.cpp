@@ -446,7 +446,13 @@ class RedisBroker final : public Broker {
 
   std::size_t release(std::span<const LeaseRef> leases) override {
     return settle(Script::kRelease, leases.size(), [&](RedisArgs& args, std::size_t i) {
-      args.view(leases[i].id).number(token(leases[i]));
+      args.view(leases[i].id).number(token(leases[i])).number(0);
+    });
+  }
+
+  std::size_t snooze(std::span<const Snooze> snoozes) override {
+    return settle(Script::kRelease, snoozes.size(), [&](RedisArgs& args, std::size_t i) {
+      args.view(snoozes[i].lease.id).number(token(snoozes[i].lease)).number(snoozes[i].run_at);
     });
   }
 

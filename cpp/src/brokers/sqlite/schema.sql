@@ -1,4 +1,4 @@
--- cinejobs SQLite schema, version 2 (PRAGMA user_version; 2 added the schedule tables). One table holds every job; a job's
+-- cinejobs SQLite schema, version 3 (PRAGMA user_version; 2 added rate_limits, 3 the schedule tables). One table holds every job; a job's
 -- state only changes inside an IMMEDIATE transaction of the broker.
 -- state: 0 scheduled, 1 queued, 2 running, 3 succeeded, 4 failed, 5 cancelled (JobState order).
 -- Invariants kept by the indexes:
@@ -55,4 +55,10 @@ CREATE TABLE IF NOT EXISTS schedule_ticks (
   PRIMARY KEY (schedule, tick)
 );
 CREATE INDEX IF NOT EXISTS schedule_ticks_by_tick ON schedule_ticks (tick);
-PRAGMA user_version = 2;
+-- Rate limits shared by every process on the file: one row per limiter key holding its GCRA
+-- theoretical arrival time (epoch microseconds). A row whose tat has passed is the same as no row.
+CREATE TABLE IF NOT EXISTS rate_limits (
+  key TEXT PRIMARY KEY,
+  tat INTEGER NOT NULL
+) WITHOUT ROWID;
+PRAGMA user_version = 3;

@@ -16,7 +16,7 @@
 namespace cinejobs::detail {
 namespace {
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 constexpr std::int64_t code(JobState s) { return static_cast<std::int64_t>(s); }
 
@@ -135,10 +135,14 @@ class SqliteBroker final : public Broker {
         "finished_at = CASE WHEN ?3 = 0 AND NOT cancel_requested THEN 0 ELSE ?5 END, "
         "error_type = ?6, error_message = ?7, error_traceback = ?8, lease_until = NULL "
         "WHERE id = ?1 AND state = 2 AND lease_token = ?2");
-    release_ = std::make_unique<SqliteStatement>(
+    // Release and snooze: back to waiting without counting the attempt, queued or scheduled by
+    // the new run_at, which never moves earlier than the job's own (a release passes 0 and keeps
+    // the job's place in its queue).
+    put_back_ = std::make_unique<SqliteStatement>(
         db_,
-        "UPDATE jobs SET state = CASE WHEN cancel_requested THEN 5 ELSE 1 END, "
-        "finished_at = CASE WHEN cancel_requested THEN ?3 ELSE 0 END, "
+        "UPDATE jobs SET state = CASE WHEN cancel_requested THEN 5 WHEN ?3 > ?4 THEN 0 ELSE 1 END, "
+        "run_at = CASE WHEN cancel_requested OR ?3 <= run_at THEN run_at ELSE ?3 END, "
+        "finished_at = CASE WHEN cancel_requested THEN ?4 ELSE 0 END, "
         "attempt = attempt - 1, lease_until = NULL, lease_token = 0 "
         "WHERE id = ?1 AND state = 2 AND lease_token = ?2");
     extend_ = std::make_unique<SqliteStatement>(
@@ -277,18 +281,26 @@ class SqliteBroker final : public Broker {
   }
 
   std::size_t release(std::span<const LeaseRef> leases) override {
-    if (leases.empty()) return 0;
+    std::vector<Snooze> now_due;
+    now_due.reserve(leases.size());
+    for (const LeaseRef& l : leases) now_due.push_back(Snooze{l, 0});
+    return snooze(now_due);
+  }
+
+  std::size_t snooze(std::span<const Snooze> snoozes) override {
+    if (snoozes.empty()) return 0;
     std::size_t applied = 0;
     {
       std::lock_guard lock(mutex_);
       ImmediateTransaction tx(db_);
       const EpochMs now = now_ms();
-      for (const LeaseRef& l : leases) {
-        StatementScope scope(*release_);
-        release_->bind(1, std::string_view(l.id))
-            .bind(2, static_cast<std::int64_t>(l.lease_token))
-            .bind(3, now);
-        release_->step();
+      for (const Snooze& z : snoozes) {
+        StatementScope scope(*put_back_);
+        put_back_->bind(1, std::string_view(z.lease.id))
+            .bind(2, static_cast<std::int64_t>(z.lease.lease_token))
+            .bind(3, z.run_at)
+            .bind(4, now);
+        put_back_->step();
         applied += static_cast<std::size_t>(db_.changes());
       }
       tx.commit();
@@ -567,20 +579,7 @@ class SqliteBroker final : public Broker {
   }
 
  private:
-  void migrate() {
-    ImmediateTransaction tx(db_);
-    SqliteStatement version(db_, "PRAGMA user_version");
-    version.step();
-    const std::int64_t found = version.column_int(0);
-    version.reset();
-    if (found > kSchemaVersion) {
-      throw ConfigError("SQLite database '" + db_.path() + "' has schema version " +
-                        std::to_string(found) + ", newer than this cinejobs knows (" +
-                        std::to_string(kSchemaVersion) + "): upgrade cinejobs");
-    }
-    if (found < kSchemaVersion) db_.exec(embedded::kSchemaSql, "creating the cinejobs schema");
-    tx.commit();
-  }
+  void migrate() { migrate_sqlite(db_); }
 
   // delete_before runs a DELETE whose ?1 is a cutoff time and returns how many rows went.
   std::size_t delete_before(std::string_view sql, EpochMs cutoff) {
@@ -668,12 +667,29 @@ class SqliteBroker final : public Broker {
   std::mutex mutex_;   // one connection: every use is serialised
   std::shared_ptr<Notifier> notifier_;
   std::mt19937_64 token_rng_;
-  std::unique_ptr<SqliteStatement> insert_, live_by_key_, ack_, fail_, release_, extend_, progress_,
-      get_, state_of_, cancel_now_, cancel_running_;
+  std::unique_ptr<SqliteStatement> insert_, live_by_key_, ack_, fail_, put_back_, extend_,
+      progress_, get_, state_of_, cancel_now_, cancel_running_;
   std::unordered_map<std::size_t, std::unique_ptr<SqliteStatement>> reserve_by_queue_count_;
 };
 
 }  // namespace
+
+void migrate_sqlite(SqliteDatabase& db) {
+  ImmediateTransaction tx(db);
+  SqliteStatement version(db, "PRAGMA user_version");
+  version.step();
+  const std::int64_t found = version.column_int(0);
+  version.reset();
+  if (found > kSchemaVersion) {
+    throw ConfigError("SQLite database '" + db.path() + "' has schema version " +
+                      std::to_string(found) + ", newer than this cinejobs knows (" +
+                      std::to_string(kSchemaVersion) + "): upgrade cinejobs");
+  }
+  // Every statement of the schema is IF NOT EXISTS, so running it over an older version adds
+  // what that version lacks.
+  if (found < kSchemaVersion) db.exec(embedded::kSchemaSql, "creating the cinejobs schema");
+  tx.commit();
+}
 
 std::shared_ptr<Broker> open_sqlite_broker(std::string url, SqliteConfig config,
                                            BrokerOptions options) {

@@ -1,0 +1,107 @@
+#include "cinejobs/rate_limiter.hpp"
+
+#include <condition_variable>
+#include <map>
+#include <mutex>
+
+#include "cinejobs/errors.hpp"
+#include "rate_limit/stores.hpp"
+
+namespace cinejobs {
+
+namespace detail {
+
+std::int64_t epoch_micros() noexcept {
+  return std::chrono::duration_cast<Micros>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace detail
+
+std::shared_ptr<RateLimitStore> open_rate_limit_store(std::string_view url) {
+  // One store per URL in a process: limiters of many tasks share its connections.
+  static std::mutex mutex;
+  static std::map<std::string, std::weak_ptr<RateLimitStore>, std::less<>> open;
+  std::lock_guard lock(mutex);
+  if (auto it = open.find(url); it != open.end()) {
+    if (auto store = it->second.lock()) return store;
+  }
+  std::shared_ptr<RateLimitStore> store;
+  const std::string_view scheme = url.substr(0, url.find("://"));
+  if (url == "local") {
+    store = make_local_rate_limit_store();
+  } else if (scheme == "sqlite") {
+    store = detail::open_sqlite_rate_limit_store(url);
+  } else if (scheme == "redis" || scheme == "unix") {
+    store = detail::open_redis_rate_limit_store(url);
+  } else if (scheme == "postgres" || scheme == "postgresql") {
+    store = detail::open_postgres_rate_limit_store(url);
+  } else {
+    throw ConfigError("cannot keep rate limits at '" + std::string(url) +
+                      "': give \"local\" or a broker URL (sqlite:///path.db, "
+                      "redis://host:port/db, postgresql://host/db)");
+  }
+  open[std::string(url)] = store;
+  return store;
+}
+
+RateLimiter::RateLimiter(std::shared_ptr<RateLimitStore> store, std::string name, Rate rate,
+                         int burst)
+    : store_(std::move(store)),
+      name_(std::move(name)),
+      rate_(rate),
+      burst_(burst),
+      limit_(gcra_limit(rate, burst)) {
+  if (!store_) throw ConfigError("rate limiter '" + name_ + "' has no store");
+  if (name_.empty()) throw ConfigError("a rate limiter needs a non-empty name");
+}
+
+std::string RateLimiter::store_key(std::string_view key) const {
+  if (key.empty()) return name_;
+  std::string out;
+  out.reserve(name_.size() + 1 + key.size());
+  out.append(name_).append(":").append(key);
+  return out;
+}
+
+RateDecision RateLimiter::try_acquire(int n, std::string_view key) {
+  if (n < 1 || n > burst_) {
+    throw ConfigError("rate limiter '" + name_ + "' cannot take " + std::to_string(n) +
+                      " units at once: give 1.." + std::to_string(burst_) +
+                      " (its burst; more could never be admitted)");
+  }
+  return store_->step(store_key(key), limit_, n);
+}
+
+bool RateLimiter::acquire(int n, const AcquireOptions& options, std::string_view key) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = options.timeout < std::chrono::milliseconds::zero()
+                            ? Clock::time_point::max()
+                            : Clock::now() + options.timeout;
+  std::mutex mutex;
+  std::condition_variable_any never_notified;  // the wait ends by time or by the stop token
+  for (;;) {
+    if (options.stop.stop_requested()) return false;
+    const RateDecision decision = try_acquire(n, key);
+    if (decision.allowed) return true;
+    const auto next_try = Clock::now() + decision.wait;
+    if (next_try > deadline) return false;  // waiting cannot help: say so now
+    for (auto now = Clock::now(); now < next_try; now = Clock::now()) {
+      auto until = next_try;
+      if (options.on_wake) until = std::min(until, now + options.wake_every);
+      {
+        std::unique_lock lock(mutex);
+        never_notified.wait_until(lock, options.stop, until, [] { return false; });
+      }
+      if (options.stop.stop_requested()) return false;
+      if (options.on_wake) options.on_wake();
+    }
+  }
+}
+
+void RateLimiter::pause_for(std::chrono::milliseconds duration, std::string_view key) {
+  if (duration <= std::chrono::milliseconds::zero()) return;
+  store_->pause(store_key(key), limit_, duration);
+}
+
+}  // namespace cinejobs
