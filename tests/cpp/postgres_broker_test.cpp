@@ -30,7 +30,7 @@ using namespace std::chrono_literals;
 namespace {
 
 // Every migration this cinejobs knows, in the order migrate applies them.
-const std::vector<int> kAllMigrations = {1, 2, 3};
+const std::vector<int> kAllMigrations = {1, 2, 3, 4};
 
 class PostgresBrokerTest : public ::testing::Test {
  protected:

@@ -38,6 +38,7 @@ constexpr Migration kMigrations[] = {
     {1, "init", embedded::k0001InitSql},
     {2, "rate_limits", embedded::k0002RateLimitsSql},
     {3, "schedules", embedded::k0003SchedulesSql},
+    {4, "films", embedded::k0004FilmsSql},
 };
 
 // with_schema substitutes the quoted schema for :"schema" and the notification channel literal

@@ -1,4 +1,5 @@
--- cinejobs SQLite schema, version 3 (PRAGMA user_version; 2 added rate_limits, 3 the schedule tables). One table holds every job; a job's
+-- cinejobs SQLite schema, version 4 (PRAGMA user_version; 2 added rate_limits, 3 the schedule
+-- tables, 4 the response cache and the film tables). One table holds every job; a job's
 -- state only changes inside an IMMEDIATE transaction of the broker.
 -- state: 0 scheduled, 1 queued, 2 running, 3 succeeded, 4 failed, 5 cancelled (JobState order).
 -- Invariants kept by the indexes:
@@ -61,4 +62,46 @@ CREATE TABLE IF NOT EXISTS rate_limits (
   key TEXT PRIMARY KEY,
   tat INTEGER NOT NULL
 ) WITHOUT ROWID;
-PRAGMA user_version = 3;
+-- Cached HTTP responses (TMDB's), by request key (method, path and query without credentials).
+-- A row past expires_at (epoch ms) is the same as no row; pruning removes it.
+CREATE TABLE IF NOT EXISTS response_cache (
+  key TEXT PRIMARY KEY,
+  body TEXT NOT NULL,
+  expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+-- Enrichment sessions: one imported film list each. finished_at is set (epoch ms) in the
+-- transaction that gives the session's last film its final state.
+CREATE TABLE IF NOT EXISTS film_sessions (
+  id TEXT PRIMARY KEY,
+  source TEXT NOT NULL,              -- where the list came from: a file name, "api", ...
+  total INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  finished_at INTEGER
+);
+-- Films of a session, one row per input line, searchable (search_key) from the moment they are
+-- ingested. status: pending, enriched, not_found or failed; a final status is never changed, so
+-- a film finished before a crash is not enriched again. record is the enriched JSON document.
+CREATE TABLE IF NOT EXISTS films (
+  session_id TEXT NOT NULL,
+  position INTEGER NOT NULL,
+  input TEXT NOT NULL,
+  title TEXT NOT NULL,
+  year INTEGER,
+  original_title TEXT NOT NULL DEFAULT '',
+  kind TEXT NOT NULL DEFAULT 'movie',  -- movie or episode
+  season INTEGER,
+  episode INTEGER,
+  search_key TEXT NOT NULL,            -- normalize_title(title)
+  status TEXT NOT NULL DEFAULT 'pending',
+  tmdb_id INTEGER,
+  confidence REAL,
+  query TEXT,
+  record TEXT,
+  error TEXT,
+  finished_at INTEGER,
+  synced_at INTEGER,
+  PRIMARY KEY (session_id, position)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS films_by_search_key ON films (search_key);
+CREATE INDEX IF NOT EXISTS films_unsynced ON films (session_id) WHERE status = 'enriched' AND synced_at IS NULL;
+PRAGMA user_version = 4;

@@ -16,7 +16,7 @@
 namespace cinejobs::detail {
 namespace {
 
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 
 constexpr std::int64_t code(JobState s) { return static_cast<std::int64_t>(s); }
 
