@@ -69,12 +69,13 @@ CREATE TABLE IF NOT EXISTS response_cache (
   body TEXT NOT NULL,
   expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
--- Enrichment sessions: one imported film list each. finished_at is set (epoch ms) in the
--- transaction that gives the session's last film its final state.
+-- Enrichment sessions: one imported film list each. Each film's final state decrements remaining
+-- in the same transaction, which sets finished_at (epoch ms) when it reaches zero.
 CREATE TABLE IF NOT EXISTS film_sessions (
   id TEXT PRIMARY KEY,
   source TEXT NOT NULL,              -- where the list came from: a file name, "api", ...
   total INTEGER NOT NULL,
+  remaining INTEGER NOT NULL,        -- films without a final state
   created_at INTEGER NOT NULL,
   finished_at INTEGER
 );

@@ -2,8 +2,9 @@
 -- enrichment pipeline. :"schema" stands for the quoted schema name. Times are epoch ms.
 --   response_cache  HTTP responses (TMDB's) by request key (method, path and query without
 --                   credentials); a row past expires_at is the same as no row.
---   film_sessions   one imported film list each; finished_at is set in the transaction that
---                   gives the session's last film its final state.
+--   film_sessions   one imported film list each. Each film's final state decrements remaining
+--                   in the same transaction (the row lock orders concurrent finishes), which
+--                   sets finished_at when it reaches zero.
 --   films           one row per input line, searchable (search_key) from the moment it is
 --                   ingested. status: pending, enriched, not_found or failed; a final status is
 --                   never changed, so a film finished before a crash is not enriched again.
@@ -17,6 +18,7 @@ CREATE TABLE :"schema".film_sessions (
   id text PRIMARY KEY,
   source text NOT NULL,
   total integer NOT NULL,
+  remaining integer NOT NULL,  -- films without a final state
   created_at bigint NOT NULL,
   finished_at bigint
 );
