@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import FrameType
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 from urllib.parse import urlsplit, urlunsplit
 
 from . import _core
@@ -866,10 +866,14 @@ class App:
         """The app's schedules by name (a copy)."""
         return dict(self._schedules)
 
-    def schedules(self) -> list[ScheduleStatus]:
+    def schedules(
+        self, *, next_tick_from: Literal["timing", "broker"] = "timing"
+    ) -> list[ScheduleStatus]:
         """Every schedule declared in this app or recorded in its broker, with its last tick,
-        next tick, last job id and that job's outcome."""
-        return schedule_statuses(self.broker, self._schedules)
+        next tick, last job id and that job's outcome. ``next_tick_from="broker"`` reports the
+        next tick the schedulers recorded (stale when none runs) instead of computing it from
+        the timing; see :func:`cinejobs.schedules.schedule_statuses`."""
+        return schedule_statuses(self.broker, self._schedules, next_tick_from=next_tick_from)
 
     def schedule_history(self, name: str, limit: int = 100) -> list[tuple[_dt.datetime, str]]:
         """A schedule's enqueued ticks, newest first: (tick, job id)."""

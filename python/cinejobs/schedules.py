@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from . import _core
 from .errors import ConfigError
@@ -176,9 +176,18 @@ def _from_ms(ms: int) -> _dt.datetime:
 
 
 def schedule_statuses(
-    broker: _core.Broker, declared: Mapping[str, ScheduleSpec]
+    broker: _core.Broker,
+    declared: Mapping[str, ScheduleSpec],
+    *,
+    next_tick_from: Literal["timing", "broker"] = "timing",
 ) -> list[ScheduleStatus]:
-    """Every declared or recorded schedule with its recorded state, by name."""
+    """Every declared or recorded schedule with its recorded state, by name.
+
+    ``next_tick_from="timing"`` computes each declared schedule's next tick from its timing
+    and the clock (when it is due, whether or not a scheduler runs). ``"broker"`` takes the
+    next tick the last enqueueing scheduler recorded, whatever process it ran in, so a next
+    tick in the past shows that no scheduler has run the schedule since; a schedule that
+    never ticked falls back to its timing."""
     recorded = {row[0]: row for row in _core.schedule_states(broker)}
     out = []
     for name in sorted(set(declared) | set(recorded)):
@@ -192,7 +201,7 @@ def schedule_statuses(
             next_tick = _from_ms(next_ms) if next_ms else None
             job = broker.get(last_job_id)
             outcome = "pruned" if job is None else str(job["state"])
-        if spec is not None:
+        if spec is not None and (next_tick_from == "timing" or row is None):
             next_tick = spec.next_tick()
         out.append(
             ScheduleStatus(

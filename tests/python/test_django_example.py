@@ -41,5 +41,5 @@ def test_the_django_example_suite_passes(postgres_server: PostgresServer) -> Non
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
-    assert "Ran 3 tests" in output, output
+    assert "Ran 7 tests" in output, output
     assert "\nOK\n" in output, output

@@ -1,6 +1,6 @@
 """cinejobs.contrib.fastapi for real: tests/python/apps/fastapi_service.py runs under uvicorn on
-a free loopback port (its lifespan starting an embedded worker) and is driven over HTTP, the
-server-sent event stream read to its end. Runs on every broker kind."""
+a free loopback port (its lifespan starting an embedded worker, and a scheduler when asked) and
+is driven over HTTP, the server-sent event stream read to its end. Runs on every broker kind."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import wait_until
+from helpers import spawn_cli, wait_until
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -36,11 +37,18 @@ def free_port() -> int:
 class Service:
     """One uvicorn process serving apps/fastapi_service.py."""
 
-    def __init__(self, broker_url: str, log: Path, embedded_worker: bool = True) -> None:
+    def __init__(
+        self,
+        broker_url: str,
+        log: Path,
+        embedded_worker: bool = True,
+        embedded_scheduler: bool = False,
+    ) -> None:
         self.port = free_port()
         self.log = log
         env = dict(os.environ, CINEJOBS_BROKER=broker_url, PYTHONUNBUFFERED="1")
         env["EMBEDDED_WORKER"] = "1" if embedded_worker else "0"
+        env["EMBEDDED_SCHEDULER"] = "1" if embedded_scheduler else "0"
         env["PYTHONPATH"] = os.pathsep.join([str(APPS), env.get("PYTHONPATH", "")])
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
@@ -106,8 +114,11 @@ class Service:
 def start_service(tmp_path: Path) -> Iterator[Callable[..., Service]]:
     services: list[Service] = []
 
-    def start(broker_url: str, embedded_worker: bool = True) -> Service:
-        service = Service(broker_url, tmp_path / f"uvicorn-{len(services)}.log", embedded_worker)
+    def start(
+        broker_url: str, embedded_worker: bool = True, embedded_scheduler: bool = False
+    ) -> Service:
+        log = tmp_path / f"uvicorn-{len(services)}.log"
+        service = Service(broker_url, log, embedded_worker, embedded_scheduler)
         services.append(service)
         return service
 
@@ -229,6 +240,96 @@ def test_worker_status_and_health(broker_url: str, start_service: Callable[..., 
         200,
         {"status": "ok", "broker": broker_url.split(":")[0].replace("postgresql", "postgres")},
     )
+
+
+def status_report(service: Service) -> dict[str, Any]:
+    status, report = service.request("GET", "/api/worker/status")
+    assert status == 200, report
+    return report  # type: ignore[no-any-return]
+
+
+def every_second(report: dict[str, Any]) -> dict[str, Any]:
+    """The status of the service's one-second schedule."""
+    return next(s for s in report["schedules"] if s["name"] == "every-second")
+
+
+def next_tick_report(service: Service, after: int) -> dict[str, Any] | None:
+    """The status report once the one-second schedule's last tick is later than ``after``."""
+    report = status_report(service)
+    last = every_second(report)["last_tick"]
+    return report if last is not None and last > after else None
+
+
+def test_the_embedded_scheduler_runs_a_periodic_task_and_status_follows_its_ticks(
+    broker_url: str, start_service: Callable[..., Service]
+) -> None:
+    service = start_service(broker_url, embedded_scheduler=True)
+    first = wait_until(lambda: next_tick_report(service, 0), timeout=30, what="a first tick")
+    assert first["worker"]["running"] is True
+    assert first["scheduler"]["running"] is True
+    assert first["scheduler"]["last_error"] is None
+    assert "every-second" in first["scheduler"]["schedules"]
+    one = every_second(first)
+    assert (one["spec"], one["tz"]) == ("every 1s", "UTC")
+    assert one["next_tick"] == one["last_tick"] + 1000
+
+    later = wait_until(
+        lambda: next_tick_report(service, one["last_tick"]), timeout=30, what="a later tick"
+    )
+    two = every_second(later)
+    # The last tick moved on to the tick announced as next (or past it), and next with it.
+    assert two["last_tick"] >= one["next_tick"]
+    assert two["next_tick"] == two["last_tick"] + 1000
+    assert two["last_job_id"] != one["last_job_id"]
+
+    # The ticks' jobs ran on the embedded worker.
+    for tick in (one, two):
+        job = final_job(service, tick["last_job_id"])
+        assert (job["task"], job["state"], job["result"]) == ("films.tick", "succeeded", "tick")
+    assert status_report(service)["queues"]["web"]["succeeded"] >= 2
+    # Shutdown stops the scheduler, then the worker.
+    assert service.stop() in (0, -signal.SIGTERM)
+    assert "Traceback" not in service.log.read_text()
+
+
+def test_status_reports_the_ticks_of_a_scheduler_in_another_process(
+    broker_url: str,
+    start_service: Callable[..., Service],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The web process runs neither worker nor scheduler; `cinejobs scheduler` runs apart.
+    service = start_service(broker_url, embedded_worker=False)
+    monkeypatch.setenv("CINEJOBS_BROKER", broker_url)  # apps.fastapi_service reads it
+    scheduler = spawn_cli(
+        ["scheduler", "--app", "apps.fastapi_service:jobs", "--prune-every", "0"],
+        tmp_path / "scheduler.log",
+        tmp_path,
+    )
+    scheduler.wait_started()
+    first = wait_until(lambda: next_tick_report(service, 0), timeout=30, what="a first tick")
+    assert (first["worker"], first["scheduler"]) == (None, None)
+    one = every_second(first)
+    later = wait_until(
+        lambda: next_tick_report(service, one["last_tick"]), timeout=30, what="a later tick"
+    )
+    two = every_second(later)
+    assert two["last_tick"] >= one["next_tick"]
+    assert two["next_tick"] == two["last_tick"] + 1000
+    # No worker runs, so the ticks' jobs wait in their queue.
+    assert later["queues"]["web"]["queued"] >= 2
+
+    scheduler.terminate()
+    assert scheduler.wait() == 0, scheduler.output()
+    stopped = every_second(status_report(service))
+    # Once its time has passed, the recorded next tick stays where the last scheduler left
+    # it: a next tick in the past says that no scheduler runs the schedule.
+    wait_until(
+        lambda: time.time() * 1000 > stopped["next_tick"] + 1000,
+        timeout=30,
+        what="the recorded next tick to pass",
+    )
+    assert every_second(status_report(service)) == stopped
 
 
 def test_health_answers_503_when_the_broker_is_down(

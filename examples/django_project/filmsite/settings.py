@@ -55,6 +55,23 @@ DATABASES = {
     }
 }
 
-# The broker defaults to the database above (schema "cinejobs"); only the worker's queues and
-# concurrency are set here.
-CINEJOBS = {"QUEUES": ["films"], "CONCURRENCY": 4}
+# The broker defaults to the database above (schema "cinejobs"). The schedules are run by
+# `manage.py cinejobs_scheduler` (as many as you like: each tick is enqueued once) and their
+# jobs by `manage.py cinejobs_worker`, which consumes the queue the films tasks use.
+CINEJOBS = {
+    "QUEUES": ["films"],
+    "CONCURRENCY": 4,
+    "SCHEDULES": {
+        "films-cleanup-nightly": {
+            "task": "films.cleanup",
+            "cron": "0 2 * * *",
+            "tz": TIME_ZONE,
+            "kwargs": {"older_than_hours": 24},
+        },
+        "films-prune-weekly": {
+            "task": "films.prune_job_ids",
+            "cron": "30 3 * * sun",
+            "tz": TIME_ZONE,
+        },
+    },
+}

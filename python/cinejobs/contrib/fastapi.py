@@ -1,5 +1,6 @@
-"""FastAPI integration: a lifespan that runs an embedded worker with the web app, and a router
-that lets HTTP clients enqueue jobs, read and cancel them, and stream their progress.
+"""FastAPI integration: a lifespan that runs an embedded worker (and, if asked, a scheduler)
+with the web app, and a router that lets HTTP clients enqueue jobs, read and cancel them,
+stream their progress, and see the workers' and schedules' state.
 
     import cinejobs
     from cinejobs.contrib.fastapi import jobs_router, lifespan
@@ -10,7 +11,11 @@ that lets HTTP clients enqueue jobs, read and cancel them, and stream their prog
     @jobs.task(queue="enrich")
     def enrich(title: str) -> dict: ...
 
-    api = FastAPI(lifespan=lifespan(jobs, concurrency=8))   # worker=False: workers run apart
+    @jobs.periodic(cron="0 2 * * *", tz="Europe/Paris")
+    def nightly() -> None: ...
+
+    # worker=False, scheduler=False: both run as their own services
+    api = FastAPI(lifespan=lifespan(jobs, concurrency=8, scheduler=True))
     api.include_router(jobs_router(jobs), prefix="/api")
 
 Routes (relative to the router's prefix):
@@ -24,7 +29,9 @@ Routes (relative to the router's prefix):
 - ``POST /jobs/{id}/cancel``: ``{"job_id", "state"}`` after the cancel.
 - ``GET /jobs/{id}/events``: server-sent events, one ``progress`` event per change seen and a
   final ``done`` event with the whole job, then the stream ends.
-- ``GET /worker/status``: the embedded worker (running, counters) and job counts per queue.
+- ``GET /worker/status``: the embedded worker (running, counters) and scheduler (running),
+  every schedule's last and next tick as the broker records them (right wherever the
+  schedulers run), and job counts per queue and state.
 - ``GET /health``: 200 when the broker answers, 503 (naming what is wrong) when not.
 
 Blocking broker calls run in worker threads (``anyio.to_thread``), so the event loop never
@@ -33,9 +40,10 @@ waits on the broker.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -52,12 +60,14 @@ from ..errors import (
     UniqueConflict,
 )
 from ..handle import FINAL_STATES, JobHandle
+from ..schedules import Scheduler, ScheduleStatus
 from ..worker import Worker
 
 __all__ = ["EnqueueRequest", "jobs_router", "lifespan"]
 
-# The key under FastAPI's app.state where the lifespan keeps its embedded worker.
+# The keys under FastAPI's app.state where the lifespan keeps its embedded worker and scheduler.
 WORKER_STATE = "cinejobs_worker"
+SCHEDULER_STATE = "cinejobs_scheduler"
 # How long one wait for a job's change may block a thread before the stream looks at its
 # client again (a disconnected client is noticed within this).
 EVENT_WAIT_S = 1.0
@@ -65,33 +75,56 @@ EVENT_WAIT_S = 1.0
 KEEPALIVE_S = 15.0
 
 
+async def _in_thread(fn: Callable[[], object]) -> None:
+    await anyio.to_thread.run_sync(fn)
+
+
 def lifespan(
     app: App,
     *,
     worker: bool = True,
+    scheduler: bool = False,
     queues: Iterable[str] | None = None,
     concurrency: int = 8,
+    scheduler_options: Mapping[str, Any] | None = None,
     **worker_options: Any,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """A FastAPI lifespan that starts an embedded worker for ``app`` when the web app starts
-    and stops it gracefully (in-flight jobs finish within its grace, the rest go back to the
-    queue) when the web app shuts down. ``worker=False`` starts nothing, for deployments whose
-    workers run as their own service; the router works either way. Options as for
-    :meth:`cinejobs.App.worker`."""
+    """A FastAPI lifespan that runs ``app``'s jobs inside the web process while it serves.
+
+    ``worker=True`` (the default) starts an embedded worker when the web app starts and stops
+    it gracefully (in-flight jobs finish within its grace, the rest go back to the queue) when
+    the web app shuts down; options as for :meth:`cinejobs.App.worker`. ``scheduler=True``
+    also runs a scheduler for the app's schedules (``@app.periodic``, ``app.schedule``) over
+    the same span, stopped before the worker; options in ``scheduler_options``, as for
+    :meth:`cinejobs.App.scheduler`. Every gunicorn/uvicorn process may run one: the broker
+    enqueues each tick once. ``worker=False, scheduler=False`` starts nothing, for deployments
+    whose workers and schedulers run as their own services; the router works either way."""
 
     @asynccontextmanager
     async def run(web: FastAPI) -> AsyncIterator[None]:
-        embedded: Worker | None = None
-        if worker:
-            embedded = app.worker(queues, concurrency, **worker_options)
-            await anyio.to_thread.run_sync(embedded.start)
-        setattr(web.state, WORKER_STATE, embedded)
-        try:
-            yield
-        finally:
-            setattr(web.state, WORKER_STATE, None)
-            if embedded is not None:
-                await anyio.to_thread.run_sync(embedded.stop)
+        async with AsyncExitStack() as started:
+            embedded: Worker | None = None
+            # Built and started in threads: the first use of the app's broker connects.
+            if worker:
+                embedded = await anyio.to_thread.run_sync(
+                    lambda: app.worker(queues, concurrency, **worker_options).start()
+                )
+                started.push_async_callback(_in_thread, embedded.stop)
+            ticking: Scheduler | None = None
+            if scheduler:
+                ticking = await anyio.to_thread.run_sync(
+                    lambda: app.scheduler(**dict(scheduler_options or {})).start()
+                )
+                # Exits unwind in reverse: the scheduler stops enqueueing before the worker
+                # stops running what it enqueued.
+                started.push_async_callback(_in_thread, ticking.stop)
+            setattr(web.state, WORKER_STATE, embedded)
+            setattr(web.state, SCHEDULER_STATE, ticking)
+            try:
+                yield
+            finally:
+                setattr(web.state, WORKER_STATE, None)
+                setattr(web.state, SCHEDULER_STATE, None)
 
     return run
 
@@ -122,6 +155,23 @@ def job_view(job: dict[str, Any]) -> dict[str, Any]:
         "created_at": job["created_at"],
         "started_at": job["started_at"] or None,
         "finished_at": job["finished_at"] or None,
+    }
+
+
+def _epoch_ms(when: _dt.datetime | None) -> int | None:
+    return None if when is None else round(when.timestamp() * 1000)
+
+
+def schedule_view(status: ScheduleStatus) -> dict[str, Any]:
+    """What the API shows of a schedule; ticks in epoch ms, as the jobs' times."""
+    return {
+        "name": status.name,
+        "spec": status.spec,
+        "tz": status.tz,
+        "last_tick": _epoch_ms(status.last_tick),
+        "next_tick": _epoch_ms(status.next_tick),
+        "last_job_id": status.last_job_id,
+        "outcome": status.outcome,
     }
 
 
@@ -224,7 +274,15 @@ def jobs_router(app: App, *, allow_tasks: Iterable[str] | None = None) -> APIRou
     @router.get("/worker/status")
     async def worker_status(request: Request) -> dict[str, Any]:
         embedded: Worker | None = getattr(request.app.state, WORKER_STATE, None)
-        counts = await anyio.to_thread.run_sync(app.counts)
+        ticking: Scheduler | None = getattr(request.app.state, SCHEDULER_STATE, None)
+
+        def read() -> tuple[list[tuple[str, str, int]], list[ScheduleStatus]]:
+            # Ticks as the broker records them, not as this process's scheduler remembers
+            # them: right when the schedulers run in other processes, and a next tick in the
+            # past shows that none is running.
+            return app.counts(), app.schedules(next_tick_from="broker")
+
+        counts, schedules = await anyio.to_thread.run_sync(read)
         queues: dict[str, dict[str, int]] = {}
         for queue, state, n in counts:
             queues.setdefault(queue, {})[state] = n
@@ -237,6 +295,14 @@ def jobs_router(app: App, *, allow_tasks: Iterable[str] | None = None) -> APIRou
                 "concurrency": embedded.concurrency,
                 "stats": embedded.stats(),
             },
+            "scheduler": None
+            if ticking is None
+            else {
+                "running": ticking.running,
+                "schedules": ticking.names,
+                "last_error": ticking.last_error or None,
+            },
+            "schedules": [schedule_view(s) for s in schedules],
             "queues": queues,
         }
 

@@ -1,9 +1,10 @@
 """The web service the FastAPI tests run under uvicorn: a jobs App on the broker in
-$CINEJOBS_BROKER, its router mounted under /api, and an embedded worker started by the
-lifespan unless $EMBEDDED_WORKER is "0".
+$CINEJOBS_BROKER, its router mounted under /api, an embedded worker started by the lifespan
+unless $EMBEDDED_WORKER is "0", and an embedded scheduler when $EMBEDDED_SCHEDULER is "1".
 
 Tasks: ``films.enrich`` reports progress in steps gated by files (so a test decides when the
-job moves on), ``films.add`` returns a sum, ``films.slow`` reports progress until cancelled.
+job moves on), ``films.add`` returns a sum, ``films.slow`` reports progress until cancelled,
+``films.tick`` is scheduled every second (as ``every-second``).
 """
 
 from __future__ import annotations
@@ -47,9 +48,19 @@ def slow(limit: float) -> str:
     return "ran out"
 
 
+@jobs.periodic(every="1s", name="every-second")
+@jobs.task(name="films.tick", queue="web")
+def tick() -> str:
+    return "tick"
+
+
 api = FastAPI(
     lifespan=lifespan(
-        jobs, worker=os.environ.get("EMBEDDED_WORKER", "1") != "0", concurrency=4, heartbeat=0.2
+        jobs,
+        worker=os.environ.get("EMBEDDED_WORKER", "1") != "0",
+        scheduler=os.environ.get("EMBEDDED_SCHEDULER", "0") == "1",
+        concurrency=4,
+        heartbeat=0.2,
     )
 )
 api.include_router(jobs_router(jobs), prefix="/api")

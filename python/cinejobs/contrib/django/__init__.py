@@ -6,8 +6,10 @@
   own PostgreSQL database when it has one (schema ``cinejobs``), else ``$CINEJOBS_BROKER``,
   else SQLite.
 - ``enqueue_on_commit(task, *args, **kwargs)``: the job follows the surrounding transaction.
-- Management commands ``cinejobs_worker`` and ``cinejobs_migrate``.
-- A read-only staff page of jobs, mounted with
+- Periodic jobs in ``CINEJOBS["SCHEDULES"]`` (or ``@app.periodic`` in jobs.py), run by
+  ``cinejobs_scheduler``.
+- Management commands ``cinejobs_worker``, ``cinejobs_scheduler`` and ``cinejobs_migrate``.
+- A read-only staff page of jobs and schedules, mounted with
   ``path("admin/cinejobs/", include("cinejobs.contrib.django.urls"))``.
 """
 

@@ -1,5 +1,6 @@
-"""Django's entry point for cinejobs: points the project's App at its broker and imports
-every installed app's ``jobs`` module so their tasks are registered."""
+"""Django's entry point for cinejobs: points the project's App at its broker, imports every
+installed app's ``jobs`` module so their tasks are registered, then declares the schedules of
+the settings."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ class CinejobsConfig(AppConfig):
     verbose_name = "cinejobs"
 
     def ready(self) -> None:
-        from .conf import broker_url
+        from .conf import broker_url, configure_schedules
         from .project import app
 
         app.use_broker(broker_url())
         autodiscover_modules("jobs")
+        configure_schedules(app)

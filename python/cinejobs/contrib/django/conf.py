@@ -5,18 +5,26 @@ CINEJOBS = {
     "SCHEMA": "cinejobs",                      # when the broker is that database
     "QUEUES": ["default"],                     # what cinejobs_worker consumes by default
     "CONCURRENCY": 8,
+    "SCHEDULES": {                             # periodic jobs, run by cinejobs_scheduler
+        "nightly-cleanup": {"task": "films.cleanup", "cron": "0 2 * * *", "tz": "Europe/Paris"},
+        "heartbeat": {"task": "ops.ping", "every": "30s"},
+    },
 }
+
+Each SCHEDULES entry takes App.schedule()'s options (cron, every or run_at; tz, args,
+kwargs, queue, priority, grace, catch_up); its key is the schedule's name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from ...app import default_broker_url
+from ...app import BUILTIN_TASKS, App, Task, default_broker_url
 from ...errors import ConfigError
 
-KNOWN = {"BROKER_URL", "SCHEMA", "QUEUES", "CONCURRENCY"}
+KNOWN = {"BROKER_URL", "SCHEMA", "QUEUES", "CONCURRENCY", "SCHEDULES"}
 POSTGRES_ENGINES = {"django.db.backends.postgresql", "django.contrib.gis.db.backends.postgis"}
 
 
@@ -69,3 +77,26 @@ def broker_url() -> str:
         return str(conf["BROKER_URL"])
     default = settings.DATABASES.get("default", {})
     return database_broker_url(default, str(conf.get("SCHEMA", "cinejobs"))) or default_broker_url()
+
+
+def configure_schedules(app: App) -> None:
+    """Declare CINEJOBS["SCHEDULES"] on the project's app. Runs once every installed app's
+    jobs.py is imported, so a schedule of a task no app declares fails at start-up, naming it,
+    instead of ticking jobs that no worker would run."""
+    schedules = cinejobs_settings().get("SCHEDULES") or {}
+    if not isinstance(schedules, Mapping):
+        raise ConfigError(
+            'settings.CINEJOBS["SCHEDULES"] must be a dict of schedule name to options, got '
+            f"{type(schedules).__qualname__}"
+        )
+    for name, entry in schedules.items():
+        task = entry.get("task") if isinstance(entry, Mapping) else None
+        if isinstance(task, Task):
+            continue
+        if isinstance(task, str) and task not in app.tasks and task not in BUILTIN_TASKS:
+            raise ConfigError(
+                f'settings.CINEJOBS["SCHEDULES"][{name!r}]: no task named {task!r}; declare it '
+                "with @app.task in an installed app's jobs.py (known: "
+                f"{', '.join(sorted(app.tasks)) or 'none'})"
+            )
+    app.configure_schedules(schedules)

@@ -1,9 +1,11 @@
-"""A read-only staff page of the project's jobs: counts per queue and state, and the latest
-jobs (filterable by state, queue and task), styled by Django's admin templates."""
+"""A read-only staff page of the project's jobs: counts per queue and state, the schedules with
+their last and next ticks, and the latest jobs (filterable by state, queue and task), styled by
+Django's admin templates."""
 
 from __future__ import annotations
 
 import datetime as _dt
+import zoneinfo
 from typing import Any
 
 from django.contrib.admin.views.decorators import staff_member_required
@@ -11,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from ...handle import STATES
+from ...schedules import ScheduleStatus
 from .project import app
 
 PAGE = 100
@@ -20,6 +23,29 @@ def _when(ms: int) -> str:
     if not ms:
         return ""
     return _dt.datetime.fromtimestamp(ms / 1000, tz=_dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _in_zone(when: _dt.datetime | None, tz: str) -> str:
+    """A tick in its schedule's zone, so that a 02:00 Europe/Paris schedule reads 02:00."""
+    if when is None:
+        return ""
+    try:
+        zone: _dt.tzinfo = zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):  # "-": recorded, not declared here
+        zone = _dt.UTC
+    return when.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _schedule_row(status: ScheduleStatus) -> dict[str, Any]:
+    return {
+        "name": status.name,
+        "spec": status.spec,
+        "tz": status.tz,
+        "last_tick": _in_zone(status.last_tick, status.tz),
+        "next_tick": _in_zone(status.next_tick, status.tz),
+        "last_job_id": status.last_job_id or "",
+        "outcome": status.outcome or "",
+    }
 
 
 @staff_member_required
@@ -53,11 +79,15 @@ def jobs(request: HttpRequest) -> HttpResponse:
                 "finished": _when(job["finished_at"]),
             }
         )
+    # Ticks as the broker records them, whichever process runs the schedulers: a next tick
+    # in the past means that no scheduler runs.
+    schedules = [_schedule_row(s) for s in app.schedules(next_tick_from="broker")]
     context = {
         "title": "cinejobs: jobs",
         "broker": app.broker_url.split("@")[-1],
         "states": STATES,
         "counts": [(q, [counts[q].get(s, 0) for s in STATES]) for q in sorted(counts)],
+        "schedules": schedules,
         "jobs": rows,
         "filters": {"state": state or "", "queue": queue or "", "task": task or ""},
         "page": PAGE,

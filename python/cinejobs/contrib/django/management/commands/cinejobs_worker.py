@@ -21,6 +21,11 @@ class Command(BaseCommand):
         parser.add_argument("--concurrency", type=int, help="handler threads")
         parser.add_argument("--grace", type=float, help="seconds running jobs get on stop")
         parser.add_argument("--lease", type=float, help="lease length in seconds")
+        parser.add_argument(
+            "--with-scheduler",
+            action="store_true",
+            help="also run a scheduler for the project's schedules in this process",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         conf = cinejobs_settings()
@@ -34,6 +39,8 @@ class Command(BaseCommand):
         for name in ("grace", "lease"):
             if options[name] is not None:
                 argv += [f"--{name}", str(options[name])]
+        if options["with_scheduler"]:
+            argv.append("--with-scheduler")
         code = cli.main(argv)
         if code:
             raise CommandError(f"cinejobs worker exited with status {code}", returncode=code)
