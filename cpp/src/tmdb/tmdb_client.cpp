@@ -89,8 +89,8 @@ struct TmdbClient::Impl {
   std::atomic<std::uint64_t> requests{0}, cache_hits{0}, retries{0}, rate_limited{0}, not_found{0};
   std::atomic<std::int64_t> limiter_wait_us{0};
 
-  std::mutex images_mutex;  // held while configuration is fetched, so it is fetched once
-  std::optional<TmdbImages> images;
+  std::mutex images_mutex;
+  std::optional<TmdbImages> images;  // set once, from the first configuration answer
 
   // HttpLease hands an HttpClient to one call and puts it back on the free list afterwards.
   class HttpLease {
@@ -347,8 +347,12 @@ std::string TmdbClient::find_by_imdb_id(std::string_view imdb_id) {
 
 const TmdbImages& TmdbClient::images() {
   Impl& impl = *impl_;
-  std::lock_guard lock(impl.images_mutex);
-  if (impl.images) return *impl.images;
+  {
+    std::lock_guard lock(impl.images_mutex);
+    if (impl.images) return *impl.images;
+  }
+  // Fetched without the mutex: a call may wait (and take the GIL in on_wait), and nothing may
+  // wait for the GIL while holding a mutex. Two first callers may both fetch; one answer stays.
   const std::string body = found(get("/configuration", {}), impl.options, "/configuration");
   simdjson::dom::parser parser;
   simdjson::dom::object images;
@@ -368,8 +372,9 @@ const TmdbImages& TmdbClient::images() {
       if (size.get(text) == simdjson::SUCCESS) out.poster_sizes.emplace_back(text);
     }
   }
-  impl.images = std::move(out);
-  return *impl.images;
+  std::lock_guard lock(impl.images_mutex);
+  if (!impl.images) impl.images = std::move(out);
+  return *impl.images;  // never changed once set, so the reference stays valid
 }
 
 TmdbClientStats TmdbClient::stats() const {
