@@ -1,6 +1,7 @@
 #include "bindings.hpp"
 #include "cinejobs/batcher.hpp"
 #include "cinejobs/errors.hpp"
+#include "cinejobs/tmdb_client.hpp"
 
 namespace cinejobs::bindings {
 
@@ -38,6 +39,10 @@ void register_errors(py::module_& m) {
       raise("BatcherFull", e);
     } catch (const BatcherClosed& e) {
       raise("BatcherClosed", e);
+    } catch (const TmdbAuthError& e) {
+      raise("TmdbAuthError", e);
+    } catch (const TmdbError& e) {
+      raise("TmdbError", e);
     } catch (const Error& e) {
       raise("CinejobsError", e);
     }
@@ -58,4 +63,5 @@ PYBIND11_MODULE(_core, m) {
   cinejobs::bindings::register_tmdb(m);
   cinejobs::bindings::register_scheduler(m);
   cinejobs::bindings::register_rate_limit(m);
+  cinejobs::bindings::register_tmdb_client(m);
 }

@@ -31,6 +31,8 @@ from .errors import (
     JobFailed,
     JobNotFound,
     JobTimeout,
+    TmdbAuthError,
+    TmdbError,
     UniqueConflict,
     UnknownTask,
 )
@@ -59,6 +61,8 @@ __all__ = [
     "ScheduleStatus",
     "Scheduler",
     "Task",
+    "TmdbAuthError",
+    "TmdbError",
     "UniqueConflict",
     "UnknownTask",
     "Worker",

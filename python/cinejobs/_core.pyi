@@ -299,3 +299,70 @@ def schedule_states(broker: Broker) -> list[tuple[str, int, int, str]]: ...
 # (tick ms, job id, enqueued at ms) of a schedule's recorded ticks, newest first.
 def schedule_history(broker: Broker, name: str, limit: int = 100) -> list[tuple[int, str, int]]: ...
 def prune_schedule_history(broker: Broker, before_ms: int) -> int: ...
+
+# HTTP response bodies by key in "memory" (this process) or a broker's store (sqlite://,
+# redis://, postgresql://); one cache per URL in a process. Raises ConfigError for a bad URL or
+# a PostgreSQL schema not migrated to version 4.
+class ResponseCache:
+    def __init__(self, url: str) -> None: ...
+    @property
+    def kind(self) -> str: ...
+    def get(self, key: str) -> str | None: ...
+    # ttl in seconds, rounded up to whole seconds; 0 removes the entry.
+    def put(self, key: str, body: str, ttl: float) -> None: ...
+    def prune(self) -> int: ...
+
+# TMDB's v3 API through the response cache and the shared "tmdb" rate limiter. Unset (None)
+# credentials and base URL come from TMDB_API_KEY, TMDB_READ_TOKEN and TMDB_BASE_URL. Bodies
+# are returned as JSON text; None is TMDB's "not found". Raises TmdbAuthError, TmdbError.
+class TmdbClient:
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        read_token: str | None,
+        base_url: str | None,
+        language: str,
+        timeout: float,
+        connect_timeout: float,
+        max_attempts: int,
+        backoff: float,
+        rate_limit: str | None,
+        rate_limit_store: str,
+        cache: str | None,
+        cache_ttl: float,
+    ) -> None: ...
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def language(self) -> str: ...
+    # "read_token" or "api_key": the credential sent
+    @property
+    def auth(self) -> str: ...
+    @property
+    def cache_kind(self) -> str | None: ...
+    def get(self, path: str, params: list[tuple[str, str]]) -> str | None: ...
+    def search_movie(
+        self,
+        query: str,
+        year: int | None,
+        primary_release_year: int | None,
+        language: str,
+        include_adult: bool,
+        page: int,
+    ) -> str: ...
+    def search_tv(
+        self,
+        query: str,
+        first_air_date_year: int | None,
+        language: str,
+        include_adult: bool,
+        page: int,
+    ) -> str: ...
+    def movie(self, id: int, append_to_response: str) -> str | None: ...
+    def tv(self, id: int, append_to_response: str) -> str | None: ...
+    def find_by_imdb_id(self, imdb_id: str) -> str: ...
+    # {"secure_base_url": str, "poster_sizes": list[str]}, fetched once per client
+    def images(self) -> dict[str, Any]: ...
+    # requests, cache_hits, retries, rate_limited, not_found (ints), limiter_wait (seconds)
+    def stats(self) -> dict[str, Any]: ...

@@ -17,6 +17,8 @@ __all__ = [
     "JobFailed",
     "JobNotFound",
     "JobTimeout",
+    "TmdbAuthError",
+    "TmdbError",
     "UniqueConflict",
     "UnknownTask",
 ]
@@ -82,3 +84,11 @@ class BatcherFull(CinejobsError):
 
 class BatcherClosed(CinejobsError, RuntimeError):
     """An item was added to a Batcher after it was closed."""
+
+
+class TmdbError(CinejobsError):
+    """TMDB could not answer (after the client's retries), or answered something unusable."""
+
+
+class TmdbAuthError(TmdbError, PermissionError):
+    """TMDB refused the credentials (TMDB_API_KEY or TMDB_READ_TOKEN); retrying cannot help."""

@@ -12,8 +12,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict, cast
 
 from . import _core
+from .tmdb_client import Client
 
 __all__ = [
+    "Client",
     "RankedCandidate",
     "ReleaseInfo",
     "SearchQuery",

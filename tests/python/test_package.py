@@ -32,6 +32,8 @@ def test_public_api_is_reexported_with_all() -> None:
         "JobCancelled",
         "JobTimeout",
         "JobFailed",
+        "TmdbError",
+        "TmdbAuthError",
         "RateLimiter",
         "postgres",  # the module: cinejobs.postgres.enqueue(conn, task, ...)
         "Batcher",

@@ -1,9 +1,10 @@
 // HttpClient: a small HTTP/1.1 client over libcurl for the services cinejobs talks to
 // (Elasticsearch's _bulk API, TMDB): a base URL, default headers and timeouts, one request()
-// call returning status, headers and body. It reuses its connection between calls (keep-alive);
-// one HttpClient serves one thread at a time. HTTP error statuses are returned, not thrown: the
-// caller decides what a 429 or a 404 means. Transport failures (refused, timed out, reset) throw
-// HttpError.
+// call returning status, headers and body. Answers may come compressed (it asks for gzip and
+// decodes it); TLS certificates and host names are always verified. It reuses its connection
+// between calls (keep-alive); one HttpClient serves one thread at a time. HTTP error statuses
+// are returned, not thrown: the caller decides what a 429 or a 404 means. Transport failures
+// (refused, timed out, reset) throw HttpError.
 #pragma once
 
 #include <chrono>

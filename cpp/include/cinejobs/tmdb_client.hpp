@@ -8,11 +8,15 @@
 //   * 429 pauses the shared limiter for Retry-After, for every worker, and retries;
 //   * 5xx, timeouts, refused connections and malformed bodies retry with exponential backoff,
 //     and throw TmdbError when the retry budget is spent.
+// A 429 is TMDB asking to wait, not a failure: it does not use one of max_attempts, but a call
+// that is turned away 2 * max_attempts times throws TmdbError (a limit far below TMDB's, or
+// another client on the same key, would otherwise keep it waiting for ever).
 // Bodies are returned as the JSON text TMDB sent, checked to be a JSON object.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -55,6 +59,10 @@ struct TmdbClientOptions {
   std::shared_ptr<RateLimiter> limiter;
   std::shared_ptr<ResponseCache> cache;  // null: no cache
   std::chrono::seconds cache_ttl{std::chrono::hours(24 * 7)};
+  // on_wait, when set, is called at least every 100 ms while a call waits (for the limiter, a
+  // Retry-After or a backoff); an exception it throws ends the call. The Python bindings check
+  // for signals there, so Ctrl-C ends a long wait.
+  std::function<void()> on_wait;
 
   // from_environment reads TMDB_BASE_URL, TMDB_API_KEY and TMDB_READ_TOKEN over the defaults.
   static TmdbClientOptions from_environment();

@@ -120,6 +120,13 @@ HttpResponse HttpClient::request(std::string_view method, std::string_view path,
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &response);
+  // "": advertise every encoding this libcurl can decode (gzip, deflate, ...) and decode the
+  // answer; JSON shrinks several times over.
+  curl_easy_setopt(curl, CURLOPT_ACCEPT_ENCODING, "");
+  // libcurl's defaults, set again because a credential must never go to a server whose
+  // certificate was not checked: the peer's chain and that it names this host.
+  curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
   if (!body.empty() || verb == "POST" || verb == "PUT") {
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
     curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
