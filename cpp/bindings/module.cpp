@@ -58,4 +58,5 @@ PYBIND11_MODULE(_core, m) {
   cinejobs::bindings::register_tmdb(m);
   cinejobs::bindings::register_scheduler(m);
   cinejobs::bindings::register_rate_limit(m);
+  cinejobs::bindings::register_films(m);
 }
