@@ -6,7 +6,7 @@ BUILD_DIR := build/dev
 CMAKE := $(VENV)/bin/cmake
 
 .PHONY: deps install build-cpp test test-cpp test-python demo bench bench-sqlite bench-queues \
-  bench-celery bench-deps bench-tmdb-standin bench-release-names bench-batcher bench-rate-limit \
+  bench-celery bench-deps bench-tmdb-standin bench-release-names bench-batcher bench-rate-limit bench-tmdb \
   lint format test-asan test-tsan clean
 
 deps:
@@ -36,7 +36,7 @@ demo: install
 
 # Benchmarks (bench/README.md): all, or one runner at a time.
 bench: bench-sqlite bench-queues bench-celery bench-tmdb-standin bench-release-names bench-batcher \
-  bench-rate-limit
+  bench-rate-limit bench-tmdb
 
 bench-sqlite: install
 	$(PY) bench/bench_sqlite.py
@@ -50,6 +50,9 @@ bench-batcher: install
 # Decisions/s of the rate limiter on each store.
 bench-rate-limit: install
 	$(PY) bench/bench_rate_limit.py
+
+bench-tmdb: bench-deps
+	$(PY) bench/bench_tmdb.py
 
 # Celery, RQ, redis-py and matplotlib are for the benchmark only, so `make test` stays lean:
 # installed here from pyproject's optional group "bench", not by install-deps.

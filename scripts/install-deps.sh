@@ -37,7 +37,7 @@ fi
 PY_PACKAGES=(
   "pip>=23" "scikit-build-core>=0.10" "pybind11>=2.12" "cmake>=3.26" ninja
   pytest pytest-timeout ruff mypy "psycopg[binary]>=3.1" "django>=4.2" fastapi uvicorn
-  "celery[redis]" croniter
+  "celery[redis]" croniter python-multipart
 )
 stamp=.venv/.cinejobs-deps
 want="${PY_PACKAGES[*]}"

@@ -23,6 +23,7 @@
 
 #include "cinejobs/broker.hpp"
 #include "cinejobs/errors.hpp"
+#include "cinejobs/tmdb_pipeline.hpp"
 #include "cinejobs/worker.hpp"
 
 namespace {
@@ -37,7 +38,7 @@ constexpr std::string_view kUsage =
     "usage: cinejobs-worker [--broker URL] [--queues Q1,Q2] [--concurrency N] [--grace S]\n"
     "                       [--lease S] [--poll-interval S] [--max-batch N] [--status-every S]\n"
     "\n"
-    "Run cinejobs' native handlers (cinejobs.noop, cinejobs.sleep, ...) from a broker until\n"
+    "Run cinejobs' native handlers (cinejobs.noop, cinejobs.sleep, tmdb.enrich, ...) until\n"
     "SIGTERM or SIGINT, then stop gracefully: stop reserving, let running jobs finish within\n"
     "--grace seconds, return the rest to their queue. A second signal quits at once (the jobs\n"
     "still running return to the queue when their leases expire).\n"
@@ -51,7 +52,12 @@ constexpr std::string_view kUsage =
     "  --poll-interval S    idle re-check period for brokers that cannot signal (default: 0.05)\n"
     "  --max-batch N        most jobs reserved per call (default: 256)\n"
     "  --status-every S     seconds between status lines; 0: none (default: 5)\n"
-    "  --help, --version\n";
+    "  --help, --version\n"
+    "\n"
+    "TMDB enrichment (queue tmdb: tmdb.enrich, tmdb.sync) reads its settings from the\n"
+    "environment: TMDB_API_KEY or TMDB_READ_TOKEN, TMDB_BASE_URL, TMDB_RATE_LIMIT (default\n"
+    "40/10s, shared by every worker on the broker), CINEJOBS_FILM_STORE (default: the broker's\n"
+    "database), CINEJOBS_SYNC_URL (an Elasticsearch base URL to index enriched films into).\n";
 
 struct UsageError {
   std::string message;
@@ -198,11 +204,12 @@ int main(int argc, char** argv) {
   }
   cinejobs::Worker worker(broker, options.worker);
   cinejobs::register_builtin_handlers(worker);
+  cinejobs::register_tmdb_handlers(worker, cinejobs::TmdbPipelineOptions::from_environment());
   worker.start();
   log_line("pid " + std::to_string(::getpid()) + " started: broker " + broker->url() + ", queues " +
            join(options.worker.queues) + ", concurrency " +
            std::to_string(options.worker.concurrency) +
-           "; native tasks: cinejobs.noop, cinejobs.sleep, cinejobs.prune");
+           "; native tasks: cinejobs.noop, cinejobs.sleep, cinejobs.prune, tmdb.enrich, tmdb.sync");
 
   const auto status_every = to_ms(options.status_every);
   int sig = 0;

@@ -3,6 +3,7 @@
 #include "bindings.hpp"
 #include "cinejobs/errors.hpp"
 #include "cinejobs/job_context.hpp"
+#include "cinejobs/tmdb_pipeline.hpp"
 #include "cinejobs/worker.hpp"
 
 namespace cinejobs::bindings {
@@ -206,6 +207,24 @@ void register_worker(py::module_& m) {
           py::arg("retry_backoff_max") = 600.0, py::arg("rate_limiter") = nullptr,
           py::arg("rate_limit_key") = py::none())
       .def("register_builtins", [](PyWorker& w) { register_builtin_handlers(*w.worker); })
+      .def(
+          "register_tmdb",
+          [](PyWorker& w, std::optional<std::string> rate, std::optional<std::string> film_store,
+             std::optional<std::string> cache, std::optional<std::string> rate_limit_store,
+             std::optional<std::string> sync_url) {
+            // The environment's settings (TMDB_*, CINEJOBS_FILM_STORE, CINEJOBS_SYNC_URL), then
+            // what the caller gave.
+            TmdbPipelineOptions options = TmdbPipelineOptions::from_environment();
+            if (rate) options.rate = *rate;
+            if (film_store) options.film_store_url = *film_store;
+            if (cache) options.cache_url = *cache;
+            if (rate_limit_store) options.rate_limit_store = *rate_limit_store;
+            if (sync_url) options.sync_url = *sync_url;
+            register_tmdb_handlers(*w.worker, std::move(options));
+          },
+          py::kw_only(), py::arg("rate") = py::none(), py::arg("film_store") = py::none(),
+          py::arg("cache") = py::none(), py::arg("rate_limit_store") = py::none(),
+          py::arg("sync_url") = py::none())
       .def(
           "has_handler",
           [](const PyWorker& w, const std::string& task) { return w.worker->has_handler(task); },

@@ -906,7 +906,9 @@ class App:
 
         ``queues`` default to the queues of the app's tasks. Options: ``lease``,
         ``heartbeat``, ``poll_interval``, ``grace``, ``maintenance_interval`` (seconds),
-        ``queue_concurrency`` ({queue: limit}), ``max_batch``, ``worker_id``.
+        ``queue_concurrency`` ({queue: limit}), ``max_batch``, ``worker_id``, ``tmdb``
+        (settings of the native TMDB pipeline: ``rate``, ``film_store``, ``cache``,
+        ``rate_limit_store``, ``sync_url``; see :mod:`cinejobs.films`).
         """
         return Worker(
             self.broker,

@@ -213,6 +213,7 @@ class Worker:
         grace: float = 30.0,
         maintenance_interval: float = 0.0,
         worker_id: str = "",
+        tmdb: Mapping[str, str] | None = None,
     ) -> None:
         self.queues = list(queues)
         self.concurrency = concurrency
@@ -235,6 +236,10 @@ class Worker:
         self._loop_lock = threading.Lock()
         self._stop_report: dict[str, Any] | None = None
         self._core.register_builtins()
+        # The native TMDB pipeline (tmdb.enrich, tmdb.sync): settings from the environment,
+        # overridden by `tmdb` (rate, film_store, cache, rate_limit_store, sync_url). Nothing is
+        # opened until a tmdb job arrives.
+        self._core.register_tmdb(**dict(tmdb or {}))
         for task in self.tasks:
             # A task's limit lives in the broker's store under "task:<name>", so every worker on
             # the broker shares it.

@@ -16,7 +16,7 @@ import pytest
 from cinejobs import App
 from cinejobs.cli import main
 
-COMMANDS = ["worker", "status", "jobs", "enqueue", "demo"]
+COMMANDS = ["worker", "status", "jobs", "enqueue", "enrich", "demo"]
 FAST: dict[str, Any] = {"lease": 1.5, "poll_interval": 0.01}
 
 
@@ -340,8 +340,8 @@ def test_entry_points_run_as_real_processes(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_runs_end_to_end_and_exits_0(tmp_path: Path) -> None:
-    done = run_cli("demo", cwd=tmp_path, timeout=60)
+def test_demo_tour_runs_end_to_end_and_exits_0(tmp_path: Path) -> None:
+    done = run_cli("demo", "--tour", cwd=tmp_path, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "\r" not in out  # piped: plain lines, no in-place status line
