@@ -222,4 +222,3 @@ def summary_line(film: dict[str, Any]) -> dict[str, Any]:
         "query": film.get("query"),
         "error": film.get("error"),
     }
-

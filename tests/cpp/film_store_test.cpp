@@ -1,29 +1,40 @@
 // The film stores (SQLite, PostgreSQL) under one suite, and the pure parts of enrichment:
 // reading TMDB search results and building records from details bodies shaped as TMDB's.
+#include "cinejobs/film_store.hpp"
+
 #include <gtest/gtest.h>
 
 #include <thread>
 
 #include "broker_factories.hpp"
 #include "cinejobs/errors.hpp"
-#include "cinejobs/film_store.hpp"
 #include "cinejobs/json_text.hpp"
 #include "cinejobs/tmdb_pipeline.hpp"
 
 namespace cinejobs {
 namespace {
 
+using test::in_ci;
+using test::PostgresServer;
+using test::PostgresStore;
+using test::SqliteStore;
+
+// A fresh store location: the object keeping it alive, and its URL.
 struct FilmStoreCase {
   std::string name;
-  std::function<std::unique_ptr<BrokerStore>()> make;
+  std::function<std::pair<std::shared_ptr<void>, std::string>()> make;
 };
+
+template <class Store>
+std::pair<std::shared_ptr<void>, std::string> fresh() {
+  auto store = std::make_shared<Store>();
+  return {store, store->url()};
+}
 void PrintTo(const FilmStoreCase& c, std::ostream* os) { *os << c.name; }
 
 std::vector<FilmStoreCase> film_store_cases() {
-  std::vector<FilmStoreCase> cases{{"sqlite", [] { return std::make_unique<SqliteStore>(); }}};
-  if (PostgresServer::available() || in_ci()) {
-    cases.push_back({"postgres", [] { return std::make_unique<PostgresStore>(); }});
-  }
+  std::vector<FilmStoreCase> cases{{"sqlite", fresh<SqliteStore>}};
+  if (PostgresServer::available() || in_ci()) cases.push_back({"postgres", fresh<PostgresStore>});
   return cases;
 }
 
@@ -48,10 +59,11 @@ FilmOutcome enriched(std::int64_t id) {
 class FilmStores : public ::testing::TestWithParam<FilmStoreCase> {
  protected:
   void SetUp() override {
-    place_ = GetParam().make();
-    store_ = open_film_store(place_->url());
+    std::tie(keep_, url_) = GetParam().make();
+    store_ = open_film_store(url_);
   }
-  std::unique_ptr<BrokerStore> place_;
+  std::shared_ptr<void> keep_;
+  std::string url_;
   std::shared_ptr<FilmStore> store_;
 };
 
@@ -111,7 +123,7 @@ TEST_P(FilmStores, ConcurrentFinishesFinishTheSessionExactlyOnce) {
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&, t] {
-      auto own = open_film_store(place_->url());
+      auto own = open_film_store(url_);
       for (int i = t; i < 64; i += 4) {
         if (own->finish(id, i, enriched(i + 1)).session_finished) ++session_finishes;
       }
@@ -207,9 +219,9 @@ TEST(Records, MissingAndNullFieldsBecomeNullOrEmpty) {
                        "runtime": null, "credits": {"cast": [], "crew": []}})",
                    movie("Obscure", std::nullopt), images, EnrichOptions{});
   EXPECT_NO_THROW(json_kind(record, "record"));
-  for (const char* part : {R"("year": null)", R"("release_date": null)", R"("runtime": null)",
-                           R"("poster_url": null)", R"("cast": [])", R"("genres": [])",
-                           R"("imdb_id": null)"}) {
+  for (const char* part :
+       {R"("year": null)", R"("release_date": null)", R"("runtime": null)", R"("poster_url": null)",
+        R"("cast": [])", R"("genres": [])", R"("imdb_id": null)"}) {
     EXPECT_NE(record.find(part), std::string::npos) << part << " in " << record;
   }
 }
@@ -224,9 +236,9 @@ TEST(Records, AnEpisodeRecordNamesTheShowSeasonAndEpisode) {
           "episode_run_time": [22], "created_by": [{"name": "Greg Daniels"}],
           "external_ids": {"imdb_id": "tt0386676"}})",
       episode, TmdbImages{}, EnrichOptions{});
-  for (const char* part : {R"("media_type": "tv")", R"("title": "The Office")",
-                           R"("season": 3)", R"("episode": 12)", R"("runtime": 22)",
-                           R"("directors": ["Greg Daniels"])", R"("imdb_id": "tt0386676")"}) {
+  for (const char* part :
+       {R"("media_type": "tv")", R"("title": "The Office")", R"("season": 3)", R"("episode": 12)",
+        R"("runtime": 22)", R"("directors": ["Greg Daniels"])", R"("imdb_id": "tt0386676")"}) {
     EXPECT_NE(record.find(part), std::string::npos) << part << " in " << record;
   }
 }

@@ -213,12 +213,12 @@ def test_200_films_at_40_per_10s_use_the_allowance_with_zero_429s(
 
 
 def _binary(tmp_path: Path, url: str, name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    log = (tmp_path / f"{name}.log").open("wb")
-    return subprocess.Popen(
-        [str(BINARY), "--broker", url, "--queues", QUEUE, "--concurrency", "8", "--lease", "2",
-         "--status-every", "0"],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
+    with (tmp_path / f"{name}.log").open("wb") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [str(BINARY), "--broker", url, "--queues", QUEUE, "--concurrency", "8", "--lease",
+             "2", "--status-every", "0"],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
 
 
 def test_killing_the_worker_mid_session_loses_no_film_and_reenriches_none(

@@ -161,6 +161,67 @@ std::string describe_query(const TitleQuery& q) {
   return q.year ? q.title + " (" + std::to_string(*q.year) + ")" : q.title;
 }
 
+std::vector<std::string> words_of(std::string_view title) {
+  std::vector<std::string> words;
+  const std::string normal = normalize_title(title);
+  std::size_t at = 0;
+  while (at < normal.size()) {
+    const std::size_t end = std::min(normal.find(' ', at), normal.size());
+    if (end > at) words.push_back(normal.substr(at, end - at));
+    at = end + 1;
+  }
+  return words;
+}
+
+// contains_words: every word of the shorter title is a word of the longer one ("Star Wars" in
+// "Star Wars: Episode IV - A New Hope", "Dr. Strangelove" in its full title).
+bool contains_words(std::string_view a, std::string_view b) {
+  std::vector<std::string> x = words_of(a), y = words_of(b);
+  if (x.empty() || y.empty()) return false;
+  if (x.size() > y.size()) std::swap(x, y);
+  return std::all_of(x.begin(), x.end(), [&](const std::string& w) {
+    return std::find(y.begin(), y.end(), w) != y.end();
+  });
+}
+
+// year_confirmed accepts what title similarity alone cannot: a whole-title search whose first
+// result in TMDB's own order was released in the year the user gave and whose title contains
+// the user's words or is contained in them. TMDB matched it through an alternative or longer
+// title ("Avengers Assemble" is The Avengers' UK title); the year confirms it.
+std::optional<RankedCandidate> year_confirmed(const TitleQuery& wanted,
+                                              const std::vector<TitleCandidate>& found,
+                                              const std::vector<RankedCandidate>& ranked) {
+  if (!wanted.year) return std::nullopt;
+  for (const TitleCandidate& c : found) {
+    if (c.year != wanted.year) continue;
+    const bool related =
+        contains_words(wanted.title, c.title) || contains_words(wanted.title, c.original_title) ||
+        (!wanted.original_title.empty() && contains_words(wanted.original_title, c.original_title));
+    if (!related) return std::nullopt;  // only TMDB's first same-year result is trusted
+    for (const RankedCandidate& r : ranked) {
+      if (r.candidate.id == c.id) return r;
+    }
+  }
+  return std::nullopt;
+}
+
+// distinctive_words: the last searches, one word each, for titles TMDB's word search misses
+// (a misspelt word: "The Dark Night"; a dropped apostrophe: "Pans Labyrinth"). The two longest
+// words of four letters or more, longest first; candidates must then match on similarity.
+std::vector<std::string> distinctive_words(std::string_view title) {
+  std::vector<std::string> words = words_of(title);
+  if (words.size() < 2) return {};
+  std::stable_sort(words.begin(), words.end(),
+                   [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  std::vector<std::string> out;
+  for (const std::string& w : words) {
+    if (w.size() < 4 || std::find(out.begin(), out.end(), w) != out.end()) continue;
+    out.push_back(w);
+    if (out.size() == 2) break;
+  }
+  return out;
+}
+
 }  // namespace
 
 std::vector<TitleCandidate> parse_search_results(std::string_view body) {
@@ -250,32 +311,55 @@ std::string build_record(std::string_view details, const FilmInput& film, const 
 FilmOutcome enrich_film(TmdbClient& client, const FilmInput& film, const EnrichOptions& options) {
   const bool tv = film.kind == "episode";
   const TitleQuery wanted{film.title, film.year, film.original_title};
-  std::vector<TitleQuery> searches{wanted};
-  for (TitleQuery& q : search_fallbacks(wanted)) searches.push_back(std::move(q));
-
-  FilmOutcome outcome;
-  outcome.status = FilmStatus::kNotFound;
-  std::optional<RankedCandidate> best;
-  for (const TitleQuery& q : searches) {
-    if (q.title.empty()) continue;
+  auto search = [&](const TitleQuery& q) {
     const std::string body =
         tv ? client.search_tv(TvSearch{q.title, q.year, {}, false, 1})
            : client.search_movie(MovieSearch{q.title, q.year, std::nullopt, {}, false, 1});
-    // Rank against what the user gave (its year), whichever search found the candidates.
-    std::vector<RankedCandidate> ranked = rank_candidates(wanted, parse_search_results(body));
-    if (ranked.empty()) continue;
+    return parse_search_results(body);
+  };
+
+  FilmOutcome outcome;
+  outcome.status = FilmStatus::kNotFound;
+  outcome.query = describe_query(wanted);
+  std::optional<RankedCandidate> best;
+  bool accepted = false;
+  auto consider = [&](const TitleQuery& q, std::vector<TitleCandidate> found, bool whole_title) {
+    if (found.empty()) return;
+    // Rank against what the user gave (its year), and for a whole-title fallback also against
+    // the title that search used ("The Office" for "The Office US"), keeping the better.
+    std::vector<RankedCandidate> ranked = rank_candidates(wanted, found);
+    if (whole_title && q.title != wanted.title) {
+      std::vector<RankedCandidate> as_searched =
+          rank_candidates(TitleQuery{q.title, wanted.year, wanted.original_title}, found);
+      if (as_searched.front().confidence > ranked.front().confidence) ranked = as_searched;
+    }
     if (!best || ranked.front().confidence > best->confidence) {
       best = ranked.front();
       outcome.query = describe_query(q);
     }
-    if (best->confidence >= options.min_confidence) break;
+    if (best->confidence >= options.min_confidence) {
+      accepted = true;
+    } else if (whole_title) {
+      if (auto confirmed = year_confirmed(wanted, found, ranked)) {
+        best = *confirmed;
+        outcome.query = describe_query(q);
+        accepted = true;
+      }
+    }
+  };
+
+  consider(wanted, search(wanted), true);
+  for (const TitleQuery& q : search_fallbacks(wanted)) {
+    if (accepted) break;
+    if (!q.title.empty()) consider(q, search(q), true);
   }
-  if (!best) {
-    outcome.query = describe_query(wanted);
-    return outcome;
+  for (const std::string& word : distinctive_words(wanted.title)) {
+    if (accepted) break;
+    const TitleQuery q{word, wanted.year, {}};
+    consider(q, search(q), false);
   }
-  outcome.confidence = best->confidence;
-  if (best->confidence < options.min_confidence) return outcome;  // nothing close enough
+  if (best) outcome.confidence = best->confidence;
+  if (!accepted) return outcome;  // nothing close enough
 
   const std::optional<std::string> details =
       tv ? client.tv(best->candidate.id) : client.movie(best->candidate.id);

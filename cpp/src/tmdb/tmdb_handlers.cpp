@@ -120,9 +120,8 @@ class TmdbPipeline {
       try {
         outcome = enrich_film(*client_, film->input, options_.enrich);
       } catch (const TmdbAuthError& e) {
-        remember_auth_refusal(e.what());
         outcome = FilmOutcome{};
-        outcome.error = e.what();
+        outcome.error = remember_auth_refusal(e.what());  // the first refusal's words, for all
       } catch (const TmdbError& e) {
         // Transient (5xx, timeouts) after the client's own retries: let the worker retry the
         // job with backoff while it has attempts left; the last attempt records the failure.
@@ -195,13 +194,15 @@ class TmdbPipeline {
     return auth_refusal_;
   }
 
-  void remember_auth_refusal(const std::string& message) {
+  // remember_auth_refusal keeps the first refusal (logged once) and returns it.
+  std::string remember_auth_refusal(const std::string& message) {
     std::lock_guard lock(mutex_);
-    if (!auth_refusal_.empty()) return;
+    if (!auth_refusal_.empty()) return auth_refusal_;
     auth_refusal_ = message;
     std::cerr << "cinejobs: TMDB refused the credentials; every remaining film of this worker "
                  "fails without a request until it restarts: "
               << message << std::endl;
+    return auth_refusal_;
   }
 
   static std::string result_json(const Film& film, bool already_final) {
