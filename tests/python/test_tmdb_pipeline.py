@@ -275,3 +275,31 @@ def test_re_enriching_the_same_films_comes_from_the_cache_with_no_request(
     assert result["enriched"] == FilmStore(app.broker.url).session(first)["enriched"]
     store = FilmStore(app.broker.url)
     assert _matches(store, second) == _matches(store, first)
+
+
+def test_the_sync_pass_indexes_every_enriched_film_once_even_when_the_index_pushes_back(
+    standin: TmdbStandin, tmp_path: Path
+) -> None:
+    from es_standin import ElasticsearchStandIn
+
+    es = ElasticsearchStandIn().start()
+    try:
+        es.faults.reject_requests = 1  # the first _bulk gets a 429: the batcher retries it
+        app = cinejobs.App(_url(tmp_path))
+        films = read_film_list(LETTERBOXD).films[:30]
+        session = start_session(app, films, source="sync")
+        store = FilmStore(app.broker.url)
+        with app.worker([QUEUE], 8, tmdb={"rate": "", "sync_url": es.url}):
+            wait_until(lambda: store.session(session)["finished"], timeout=60, what="enriched")
+            enriched = store.session(session)["enriched"]
+            wait_until(lambda: store.session(session)["synced"] == enriched, timeout=60,
+                       what="every enriched film synced")  # fmt: skip
+        docs = es.docs["films"]
+        assert len(docs) == enriched
+        first = docs[f"{session}:0"]
+        assert first["session"] == session and first["record"]["title"] == "Inception"
+        # tmdb.sync flushes the buffer before it looks for unsynced films, so none is sent twice.
+        assert es.writes == {doc_id: 1 for doc_id in docs}
+        assert es.requests >= 2, "the rejected request was retried"
+    finally:
+        es.close()

@@ -152,9 +152,12 @@ class TmdbPipeline {
     const FilmRef ref = film_ref(ctx.job().kwargs, kTmdbSyncTask, false);
     set_up(ctx.broker());
     if (!sync_) return "{\"synced\": 0, \"sync\": \"off\"}";
-    // Whatever is still unsynced: films whose batch was lost with a worker, or still buffered
-    // here (then sent twice, the second overwriting the first by id). What the index refuses
-    // for good goes to the batcher's dead letter and stays unsynced for a later tmdb.sync.
+    // First what this worker holds (the session's last films are usually still buffered), so
+    // that what is left unsynced after it is only what other workers lost or hold: a film
+    // buffered elsewhere is sent twice, the second overwriting the first by id. What the index
+    // refuses for good goes to the batcher's dead letter and stays unsynced for a later
+    // tmdb.sync.
+    sync_->flush();
     const std::vector<Film> films = store_->unsynced(ref.session, kMaxSyncFilms);
     for (const Film& f : films) sync_->add(sync_document(f));
     sync_->flush();
