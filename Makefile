@@ -27,7 +27,7 @@ test-cpp: build-cpp
 	$(VENV)/bin/ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
 
 test-python: install
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 
 test: test-cpp test-python
 

@@ -175,6 +175,7 @@ def test_enrich_command_checks_credentials_once_then_writes_json_lines(
     assert missing.returncode == 2 and "no TMDB credentials" in missing.stderr
 
 
+@pytest.mark.slow
 def test_demo_enriches_the_bundled_list_from_the_standin(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TMDB_")}
     done = subprocess.run(
@@ -190,6 +191,8 @@ def test_demo_enriches_the_bundled_list_from_the_standin(tmp_path: Path) -> None
 # ---- the must-shows ----
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(400)  # rate-bound: about 100 s of requests at 4 a second
 def test_200_films_at_40_per_10s_use_the_allowance_with_zero_429s(
     standin: TmdbStandin, tmp_path: Path
 ) -> None:
@@ -221,6 +224,8 @@ def _binary(tmp_path: Path, url: str, name: str, env: dict[str, str]) -> subproc
         )  # fmt: skip
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(400)
 def test_killing_the_worker_mid_session_loses_no_film_and_reenriches_none(
     standin: TmdbStandin, tmp_path: Path
 ) -> None:
