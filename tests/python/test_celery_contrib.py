@@ -1,7 +1,7 @@
 """Unit tests of cinejobs.contrib.celery that need no worker process: message decoding, the
 SUCCESS document (the same bytes Celery's backend writes), the CLI's refusals, the global rate
-limit (deliveries run through Celery's own tracer, on a real redis-server). The same features
-under real workers: test_celery_example.py."""
+limit (deliveries run through Celery's own tracer, on a real redis-server) and the per-process
+batchers. The same features under real workers: test_celery_example.py."""
 
 from __future__ import annotations
 
@@ -14,19 +14,21 @@ import sys
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 import redis
-from celery import Celery
+from celery import Celery, signals
 from celery._state import _set_task_join_will_block, task_join_will_block
 from celery.app.task import Context
 from celery.app.trace import build_tracer
 
 import cinejobs
 from cinejobs import _core
+from cinejobs.batch import Batcher
 from cinejobs.context import _current
-from cinejobs.contrib.celery import Task
+from cinejobs.contrib.celery import Task, batcher, close_batchers
 from cinejobs.contrib.celery.rate_limit import Snoozed
 from cinejobs.contrib.celery.worker import CeleryRunner, decode_body
 from cinejobs.errors import ConfigError, UniqueConflict
@@ -353,3 +355,101 @@ def test_snooze_delays_spread_over_at_most_one_period() -> None:
         delays = [limiter.snooze_delay(wait) for _ in range(200)]
         assert all(wait <= d <= wait + min(1.0, wait + 1.0) + 0.001 for d in delays), delays
         assert len(set(delays)) > 10  # spread, not one instant for every refused job
+
+
+# ---- Process-wide batchers ----
+
+
+def test_a_process_batcher_is_built_on_first_use_and_written_out_when_the_worker_stops(
+    celery_app: Celery,
+) -> None:
+    written: list[Any] = []
+    built: list[Batcher] = []
+
+    @batcher(celery_app)
+    def rows() -> Batcher:
+        built.append(Batcher(written.extend, max_items=100, max_age=3600))
+        return built[-1]
+
+    assert built == []  # nothing at declaration: a prefork parent must not own one
+    rows.add({"n": 1})
+    rows.add_many([{"n": 2}, {"n": 3}])
+    assert len(built) == 1 and written == []  # buffered in this process's one batcher
+    signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=0)
+    assert written == [{"n": 1}, {"n": 2}, {"n": 3}]
+    assert built[0].closed
+    rows.add({"n": 4})  # a worker started again in this process gets a new one
+    assert len(built) == 2
+    signals.worker_shutdown.send(sender=None)
+    assert written == [{"n": 1}, {"n": 2}, {"n": 3}, {"n": 4}]
+
+
+def test_close_batchers_writes_out_one_apps_batchers(celery_app: Celery) -> None:
+    other = Celery("other", set_as_current=False)
+    written: list[str] = []
+    mine = batcher(celery_app, name="mine")(lambda: Batcher(written.extend, max_age=3600))
+    theirs = batcher(other, name="theirs")(lambda: Batcher(written.extend, max_age=3600))
+    mine.add("a")
+    theirs.add("b")
+    close_batchers(celery_app)
+    assert written == ["a"]
+    theirs.close()
+    assert written == ["a", "b"]
+
+
+def test_a_task_finds_its_apps_batcher_by_name(celery_app: Celery) -> None:
+    written: list[Any] = []
+
+    @batcher(celery_app)
+    def movies() -> Batcher:
+        return Batcher(written.extend, max_age=3600)
+
+    @task_of(celery_app, bind=True, base=Task)
+    def store(self: Any, movie: dict[str, Any]) -> None:
+        self.batcher("movies").add(movie)
+
+    assert deliver(store, {"id": 1})[1] == "SUCCESS"
+    assert celery_app.tasks[store.name].batcher("movies") is movies
+    movies.flush()
+    assert written == [{"id": 1}]
+    with pytest.raises(ConfigError, match=r"no batcher named 'shows' \(declared: movies\)"):
+        celery_app.tasks[store.name].batcher("shows")
+    with pytest.raises(ConfigError, match="already has a batcher named 'movies'"):
+        batcher(celery_app, name="movies")(lambda: Batcher(written.extend))
+    movies.close()
+
+
+def test_a_batcher_factory_must_return_a_batcher(celery_app: Celery) -> None:
+    not_one = batcher(celery_app, name="not_one")(lambda: [])
+    with pytest.raises(TypeError, match=r"returned list, not a cinejobs\.Batcher"):
+        not_one.add(1)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork, as Celery's prefork pool")
+def test_a_forked_pool_process_builds_its_own_batcher_and_never_writes_its_parents_items(
+    celery_app: Celery, tmp_path: Path
+) -> None:
+    sink = tmp_path / "sink.jsonl"
+
+    def append(items: list[Any]) -> None:
+        with open(sink, "a") as out:
+            out.writelines(json.dumps(item) + "\n" for item in items)
+
+    @batcher(celery_app)
+    def lines() -> Batcher:
+        return Batcher(append, max_age=3600)
+
+    lines.add("parent")  # buffered in the parent when the pool forks
+    pid = os.fork()
+    if pid == 0:  # the pool process: its own batcher, written out as it exits
+        code = 1
+        try:
+            lines.add("child")
+            signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=0)
+            code = 0
+        finally:
+            os._exit(code)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert sink.read_text().splitlines() == ['"child"']
+    lines.close()
+    assert sink.read_text().splitlines() == ['"child"', '"parent"']

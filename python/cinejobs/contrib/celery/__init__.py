@@ -9,7 +9,9 @@ offers:
 - a rate limit that holds across every worker (``global_rate_limit="40/10s"``), which snoozes
   the deliveries it refuses without counting a retry or holding a worker slot;
 - progress in cinejobs' ``{step, fraction, message}`` shape (:func:`report_progress`, read back
-  with :func:`progress_of` or ``AsyncResult.info``).
+  with :func:`progress_of` or ``AsyncResult.info``);
+- batchers for bulk writes (:func:`batcher`): one :class:`cinejobs.Batcher` per worker process,
+  declared once per app and written out when the worker stops.
 
 Step 2, :mod:`cinejobs.contrib.celery.worker`: ``cinejobs worker --celery proj.celery:app``
 runs the app's tasks from its own Redis broker (see docs/celery.md).
@@ -19,6 +21,7 @@ Celery is imported here, not by ``import cinejobs``.
 
 from __future__ import annotations
 
+from .batching import ProcessBatcher, batcher, close_batchers
 from .progress import PROGRESS, progress_of, report_progress
 from .rate_limit import GlobalRateLimitTask
 from .task import Task
@@ -27,8 +30,11 @@ from .unique import UniqueTask
 __all__ = [
     "PROGRESS",
     "GlobalRateLimitTask",
+    "ProcessBatcher",
     "Task",
     "UniqueTask",
+    "batcher",
+    "close_batchers",
     "progress_of",
     "report_progress",
 ]

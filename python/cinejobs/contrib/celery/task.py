@@ -5,11 +5,12 @@
     def enrich(self, movie_id): ...
 
 It is :class:`UniqueTask` and :class:`GlobalRateLimitTask` in one (each option is off until
-given), with :meth:`Task.report_progress` on top.
+given), with the task-side handles: :meth:`Task.report_progress` and :meth:`Task.batcher`.
 """
 
 from __future__ import annotations
 
+from .batching import ProcessBatcher, batcher_of
 from .progress import report_progress
 from .rate_limit import GlobalRateLimitTask
 from .unique import UniqueTask
@@ -20,10 +21,14 @@ __all__ = ["Task"]
 class Task(UniqueTask, GlobalRateLimitTask):
     """A Celery task base with cinejobs' unique lock (``unique_key``, ``unique_ttl``), global
     rate limit (``global_rate_limit``, ``rate_limit_burst``, ``rate_limit_key``,
-    ``rate_limit_store``) and progress; see the two bases for each option."""
+    ``rate_limit_store``), progress and batchers; see the two bases for each option."""
 
     abstract = True
 
     def report_progress(self, fraction: float, step: str = "", message: str = "") -> None:
         """Report this running task's progress; see :func:`report_progress`."""
         report_progress(fraction, step, message)
+
+    def batcher(self, name: str) -> ProcessBatcher:
+        """The app's batcher ``name`` (declared with ``@batcher(app)``), for this process."""
+        return batcher_of(self.app, name)

@@ -31,6 +31,7 @@ from typing import Any
 from ... import _core
 from ...context import CurrentJob, _current
 from ...worker import Worker
+from .batching import close_batchers
 from .rate_limit import Snoozed
 
 __all__ = ["CeleryWorker", "RevokedTasks"]
@@ -432,6 +433,8 @@ class CeleryWorker(Worker):
     def stop(self, grace: float | None = None) -> dict[str, Any]:
         report = super().stop(grace)
         self.revoked.stop()
+        # What the app's tasks batched in this process goes out before the worker is gone.
+        close_batchers(self.celery_app)
         return report
 
 
