@@ -2,6 +2,9 @@
 // long acquire; every decision is RateLimiter's.
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <cstdint>
+
 #include "bindings.hpp"
 #include "cinejobs/rate_limiter.hpp"
 
@@ -69,7 +72,14 @@ void register_rate_limit(py::module_& m) {
             py::gil_scoped_release release;  // a store round trip
             l.pause_for(to_ms(duration), key);
           },
-          py::arg("seconds"), py::arg("key") = "");
+          py::arg("seconds"), py::arg("key") = "")
+      .def(
+          "snooze_delay",
+          [](const RateLimiter& l, double wait) {
+            const auto micros = Micros(static_cast<std::int64_t>(std::max(0.0, wait) * 1e6));
+            return static_cast<double>(l.snooze_delay(micros).count()) / 1e3;
+          },
+          py::arg("wait"));
 }
 
 }  // namespace cinejobs::bindings

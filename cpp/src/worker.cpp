@@ -45,19 +45,6 @@ milliseconds retry_delay(const HandlerOptions& options, int attempt) {
   return milliseconds(static_cast<std::int64_t>(delay * jitter(rng)));
 }
 
-// snooze_delay: how long a job refused by its rate limit waits. The limiter's wait alone would
-// bring every job it refused back at the same instant, where one gets the unit and the rest are
-// refused again; spreading them over up to a period (or the wait plus a second, if less) keeps
-// some due at every moment without a stampede per unit.
-milliseconds snooze_delay(const RateLimiter& limiter, Micros wait) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  const auto wait_ms = std::chrono::ceil<milliseconds>(wait);
-  const auto spread = std::min(std::chrono::floor<milliseconds>(limiter.rate().period),
-                               wait_ms + milliseconds(std::chrono::seconds(1)));
-  std::uniform_int_distribution<std::int64_t> jitter(0, std::max<std::int64_t>(0, spread.count()));
-  return wait_ms + milliseconds(jitter(rng));
-}
-
 // Sleeps for `duration` unless `stop` is requested first.
 void sleep_for(std::stop_token stop, milliseconds duration) {
   std::mutex m;
@@ -319,7 +306,7 @@ struct Worker::State {
     try {
       const RateDecision decision = options.rate_limiter->try_acquire(1, key);
       if (decision.allowed) return true;
-      delay = snooze_delay(*options.rate_limiter, decision.wait);
+      delay = options.rate_limiter->snooze_delay(decision.wait);
     } catch (const std::exception& e) {
       // Running anyway could break the limit, and failing would spend an attempt on nothing.
       log_warning("the rate limit of task '" + job.task +

@@ -37,6 +37,8 @@ class Example:
             "CELERY_BROKER_URL": url,
             "CELERY_RESULT_BACKEND": url,
             "EXAMPLE_KEY_PREFIX": self.prefix,
+            # Batches are written when full or when the worker stops, never by age.
+            "EXAMPLE_BATCH_MAX_AGE": "3600",
         }
         if str(EXAMPLE_DIR) not in sys.path:
             sys.path.insert(0, str(EXAMPLE_DIR))
@@ -318,3 +320,123 @@ def test_a_killed_cinejobs_worker_s_task_runs_again_after_its_lease(
         first.stop()
         if second is not None:
             second.stop()
+
+
+# ---- Step 1: the global rate limit and the batchers, on workers of their own ----
+
+RATE, BURST = 5, 2  # call_upstream's global_rate_limit="5/s", rate_limit_burst=2
+CALLS = 30  # sent at once: six times what the limit admits in a second
+
+
+def start_workers(
+    kinds: list[str], queue: str, example: Example, tmp_path: Path
+) -> list[CeleryAppWorker]:
+    """Start one worker of each of ``kinds`` (two processes each) on ``queue``; return once all
+    are ready."""
+    workers = [
+        CeleryAppWorker(
+            kind, "proj.celery:app", [queue], tmp_path / f"{queue}-{i}-{kind}.log", env=example.env
+        )
+        for i, kind in enumerate(kinds)
+    ]
+    for w in workers:
+        ready = "ready." if w.kind == "celery" else " started: "
+        wait_until(lambda w=w, ready=ready: ready in w.output(), 60, what=f"the {w.kind} worker")
+    return workers
+
+
+def busiest_window(starts: list[float], period: float) -> int:
+    """The most start times in any half-open window [s, s + period) over the sorted starts."""
+    most, j = 0, 0
+    for i, start in enumerate(starts):
+        while j < len(starts) and starts[j] < start + period:
+            j += 1
+        most = max(most, j - i)
+    return most
+
+
+def run_limited_calls(example: Example) -> list[dict[str, Any]]:
+    """Send CALLS limited calls at once; check each ran once, as its first attempt, and return
+    their starts in order."""
+    batch = key()
+    results = [example.tasks.call_upstream.delay(batch, n) for n in range(CALLS)]
+    assert [r.get(timeout=120) for r in results] == [
+        {"n": n, "retries": 0} for n in range(CALLS)
+    ], "a snooze must not count as a retry"
+    assert all(r.state == "SUCCESS" for r in results)
+    runs = example.redis.hgetall(f"{example.prefix}upstream-runs:{batch}")
+    assert sorted((int(n), int(c)) for n, c in runs.items()) == [(n, 1) for n in range(CALLS)]
+    raw = example.redis.lrange(f"{example.prefix}upstream:{batch}", 0, -1)
+    return sorted((json.loads(s) for s in raw), key=lambda s: s["at"])
+
+
+def check_the_limit(starts: list[dict[str, Any]], fleet: str) -> None:
+    at = [s["at"] for s in starts]
+    busiest = busiest_window(at, 1.0)
+    per_second = [
+        sum(1 for t in at if at[0] + i <= t < at[0] + i + 1) for i in range(int(at[-1] - at[0]) + 1)
+    ]
+    print(
+        f"\n{fleet}: {len(at)} calls in {at[-1] - at[0]:.2f} s, busiest 1 s window {busiest} "
+        f"(limit {RATE + BURST}), starts per second from the first: {per_second}"
+    )
+    # GCRA admits at most count + burst in any window of one period (count + burst - 1 in a
+    # half-open one): one unit of slack for the moment between admission and the task's clock.
+    assert busiest <= RATE + BURST, f"{busiest} starts within one second"
+
+
+def test_a_global_rate_limit_holds_across_two_workers_without_spending_retries(
+    worker: CeleryAppWorker, example: Example, tmp_path: Path
+) -> None:
+    workers = start_workers([worker.kind, worker.kind], "limited", example, tmp_path)
+    try:
+        starts = run_limited_calls(example)
+        assert all(w.alive() for w in workers), [w.output() for w in workers]
+    finally:
+        for w in workers:
+            w.stop()
+    check_the_limit(starts, f"two {worker.kind} workers")
+    assert len({s["pid"] for s in starts}) >= 2, "the calls ran in one process only"
+
+
+def test_a_global_rate_limit_holds_across_a_mixed_fleet(
+    worker: CeleryAppWorker, example: Example, tmp_path: Path
+) -> None:
+    if worker.kind != "cinejobs":
+        pytest.skip("runs once, with one worker of each kind")
+    workers = start_workers(list(WORKER_KINDS), "limited", example, tmp_path)
+    try:
+        starts = run_limited_calls(example)
+    finally:
+        for w in workers:
+            w.stop()
+    check_the_limit(starts, "a Celery and a cinejobs worker")
+    kinds = {"cinejobs" if s["host"].startswith("cinejobs@") else "celery" for s in starts}
+    assert kinds == {"celery", "cinejobs"}, "both kinds must have run calls"
+
+
+def test_batched_writes_arrive_once_each_even_from_a_half_full_buffer_at_a_graceful_stop(
+    worker: CeleryAppWorker, example: Example, tmp_path: Path
+) -> None:
+    run = key()
+    count = 70  # however the two processes share them, some are left in a buffer (not 0 mod 50)
+
+    def written() -> list[int]:
+        items = (json.loads(m) for m in example.redis.lrange(example.prefix + "movies", 0, -1))
+        return [item["id"] for item in items if item["run"] == run]
+
+    [batching] = start_workers([worker.kind], "batching", example, tmp_path)
+    try:
+        results = [example.tasks.store_movie.delay({"run": run, "id": i}) for i in range(count)]
+        for r in results:
+            r.get(timeout=60)
+        before_stop = written()
+        # Only full batches of 50 go out while the worker runs (max_age is an hour).
+        assert len(before_stop) % 50 == 0 and len(before_stop) < count, len(before_stop)
+    finally:
+        code = batching.stop()
+    assert code == 0, batching.output()
+    after = written()
+    assert sorted(after) == list(range(count)), f"missing {set(range(count)) - set(after)}"
+    assert after[: len(before_stop)] == before_stop
+    print(f"\n{worker.kind}: {len(before_stop)} written while running, {count} after the stop")

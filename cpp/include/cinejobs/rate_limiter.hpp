@@ -120,6 +120,12 @@ class RateLimiter {
   // pause_for admits nothing for `duration` (an upstream's Retry-After), for every process
   // sharing the limit.
   void pause_for(std::chrono::milliseconds duration, std::string_view key = {});
+  // snooze_delay: how long a job refused with `wait` should be held back before it asks again.
+  // The wait alone would bring every refused job back at the same instant, where one gets the
+  // unit and the rest are refused again; adding a random spread of up to one period (or the wait
+  // plus a second, if less) keeps some due at every moment without a stampede per unit. Used by
+  // every worker that snoozes jobs (cinejobs' own, and Celery tasks through contrib.celery).
+  std::chrono::milliseconds snooze_delay(Micros wait) const;
 
   const std::string& name() const noexcept { return name_; }
   const Rate& rate() const noexcept { return rate_; }

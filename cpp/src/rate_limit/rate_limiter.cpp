@@ -1,8 +1,10 @@
 #include "cinejobs/rate_limiter.hpp"
 
+#include <algorithm>
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <random>
 
 #include "cinejobs/errors.hpp"
 #include "rate_limit/stores.hpp"
@@ -102,6 +104,16 @@ bool RateLimiter::acquire(int n, const AcquireOptions& options, std::string_view
 void RateLimiter::pause_for(std::chrono::milliseconds duration, std::string_view key) {
   if (duration <= std::chrono::milliseconds::zero()) return;
   store_->pause(store_key(key), limit_, duration);
+}
+
+std::chrono::milliseconds RateLimiter::snooze_delay(Micros wait) const {
+  using std::chrono::milliseconds;
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  const auto wait_ms = std::chrono::ceil<milliseconds>(std::max(wait, Micros::zero()));
+  const auto spread = std::min(std::chrono::floor<milliseconds>(rate_.period),
+                               wait_ms + milliseconds(std::chrono::seconds(1)));
+  std::uniform_int_distribution<std::int64_t> jitter(0, std::max<std::int64_t>(0, spread.count()));
+  return wait_ms + milliseconds(jitter(rng));
 }
 
 }  // namespace cinejobs

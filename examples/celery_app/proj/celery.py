@@ -1,5 +1,5 @@
-"""An ordinary Celery app: nothing in it knows about cinejobs except the Step 1 wrapper one task
-uses. Run it with either worker:
+"""An ordinary Celery app: nothing in it knows about cinejobs except the Step 1 wrapper a few tasks
+use. Run it with either worker:
 
     celery -A proj.celery:app worker
     cinejobs worker --celery proj.celery:app
@@ -27,6 +27,10 @@ app.conf.update(
     broker_transport_options={"visibility_timeout": 60},
     worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
-    # `count` has its own queue (the mixed-fleet test runs both workers on it).
-    task_routes={"proj.tasks.count": {"queue": "counting"}},
+    # These have queues of their own, so the tests can give them workers of their own.
+    task_routes={
+        "proj.tasks.count": {"queue": "counting"},
+        "proj.tasks.call_upstream": {"queue": "limited"},
+        "proj.tasks.store_movie": {"queue": "batching"},
+    },
 )

@@ -3,12 +3,14 @@ to Redis (the `ran:*` keys) so tests can count executions across processes."""
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 import redis
 
-from cinejobs.contrib.celery import UniqueTask, report_progress
+from cinejobs import Batcher
+from cinejobs.contrib.celery import Task, batcher, report_progress
 
 from .celery import REDIS_URL, app
 
@@ -70,7 +72,7 @@ def count(self: Any, key: str) -> int:
     return int(_redis.hincrby(PREFIX + "count:" + key, "executions", 1))
 
 
-@app.task(bind=True, base=UniqueTask, unique_key=lambda movie_id, steps: f"movie:{movie_id}")
+@app.task(bind=True, base=Task, unique_key=lambda movie_id, steps: f"movie:{movie_id}")
 def enrich(self: Any, movie_id: int, steps: int) -> dict[str, Any]:
     """Step 1: a unique lock per movie and progress reports, under either worker."""
     gate = PREFIX + "gate:" + str(movie_id)
@@ -80,3 +82,38 @@ def enrich(self: Any, movie_id: int, steps: int) -> dict[str, Any]:
         _redis.blpop([gate], timeout=10)
     mark("enrich", movie_id)
     return {"movie": movie_id, "steps": steps}
+
+
+@app.task(
+    bind=True,
+    base=Task,
+    global_rate_limit="5/s",
+    rate_limit_burst=2,
+    # Each batch of calls (a test run) has its own limit of 5/s; None would share one.
+    rate_limit_key=lambda batch, n: batch,
+)
+def call_upstream(self: Any, batch: str, n: int) -> dict[str, Any]:
+    """Step 1: at most 5 starts a second (bursts of 2) across every worker. Records when it
+    started, by the Redis server's clock (the limit's clock), and in which process."""
+    seconds, micros = _redis.time()
+    started = {"at": seconds + micros / 1e6, "pid": os.getpid(), "host": self.request.hostname}
+    _redis.rpush(f"{PREFIX}upstream:{batch}", json.dumps(started))
+    _redis.hincrby(f"{PREFIX}upstream-runs:{batch}", str(n), 1)
+    return {"n": n, "retries": self.request.retries}
+
+
+@batcher(app)
+def movies() -> Batcher:
+    """Step 1: one Batcher per worker process, written out in batches of 50 (a PostgresSink or an
+    ElasticsearchSink in a real app) and when the worker stops."""
+
+    def write(items: list[dict[str, Any]]) -> None:
+        _redis.rpush(PREFIX + "movies", *(json.dumps(item) for item in items))
+
+    # Tests set a long max_age, so that only full batches and the stop write anything.
+    return Batcher(write, max_items=50, max_age=float(os.environ.get("EXAMPLE_BATCH_MAX_AGE", 5)))
+
+
+@app.task
+def store_movie(movie: dict[str, Any]) -> None:
+    movies.add(movie)

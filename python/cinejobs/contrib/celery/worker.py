@@ -31,6 +31,8 @@ from typing import Any
 from ... import _core
 from ...context import CurrentJob, _current
 from ...worker import Worker
+from .batching import close_batchers
+from .rate_limit import Snoozed
 
 __all__ = ["CeleryWorker", "RevokedTasks"]
 
@@ -251,6 +253,11 @@ class CeleryRunner:
         try:
             try:
                 retval = fun(*args, **kwargs)
+            except Snoozed as snoozed:
+                # Refused by the task's global rate limit: held back like a message with an ETA,
+                # in place (nothing published, no state stored, `retries` unchanged).
+                until = _now() + _dt.timedelta(seconds=snoozed.delay)
+                raise _Deferred(str(snoozed), round(until.timestamp() * 1000)) from None
             except self._retry as reason:
                 task.backend.mark_as_retry(
                     task_id, reason.exc, traceback.format_exc(), request=context
@@ -426,6 +433,8 @@ class CeleryWorker(Worker):
     def stop(self, grace: float | None = None) -> dict[str, Any]:
         report = super().stop(grace)
         self.revoked.stop()
+        # What the app's tasks batched in this process goes out before the worker is gone.
+        close_batchers(self.celery_app)
         return report
 
 
