@@ -120,6 +120,7 @@ def example(tmp_path: Path) -> Iterator[ExampleApp]:
     with TmdbStandin(latency_ms=5) as standin:
         env = standin.environ()
         env.pop("TMDB_READ_TOKEN", None)
+        env["TMDB_RATE_LIMIT"] = "40/s"  # the stand-in sets no limit; 40/10s would take 20 s
         app = ExampleApp(tmp_path, env)
         try:
             yield app
