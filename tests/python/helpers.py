@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -224,3 +225,11 @@ def run_through_a_restart(
         for line in read_lines(logdir / "completed.log")
     ), "the worker ran no job enqueued after the restart"
     return acked
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (for servers the tests start)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

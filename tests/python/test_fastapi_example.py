@@ -9,7 +9,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import wait_until
+from helpers import free_port, wait_until
 
 from cinejobs.tmdb_standin import TmdbStandin
 
@@ -27,13 +26,6 @@ pytest.importorskip("multipart")
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fastapi_app"
 LIST = Path(__file__).resolve().parents[1] / "fixtures" / "films_letterboxd.csv"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class ExampleApp:

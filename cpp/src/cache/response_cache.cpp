@@ -5,6 +5,7 @@
 
 #include "cache/stores.hpp"
 #include "cinejobs/errors.hpp"
+#include "shared_per_url.hpp"
 
 namespace cinejobs {
 
@@ -94,29 +95,23 @@ void MemoryResponseCache::evict_locked() {
 
 std::shared_ptr<ResponseCache> open_response_cache(std::string_view url) {
   // One cache per URL in a process: every client of an app shares its entries and connections.
-  static std::mutex mutex;
-  static std::map<std::string, std::weak_ptr<ResponseCache>, std::less<>> open;
-  std::lock_guard lock(mutex);
-  if (auto it = open.find(url); it != open.end()) {
-    if (auto cache = it->second.lock()) return cache;
-  }
-  std::shared_ptr<ResponseCache> cache;
-  const std::string_view scheme = url.substr(0, url.find("://"));
-  if (url == "memory") {
-    cache = std::make_shared<detail::MemoryResponseCache>();
-  } else if (scheme == "sqlite") {
-    cache = detail::open_sqlite_response_cache(url);
-  } else if (scheme == "redis" || scheme == "unix") {
-    cache = detail::open_redis_response_cache(url);
-  } else if (scheme == "postgres" || scheme == "postgresql") {
-    cache = detail::open_postgres_response_cache(url);
-  } else {
-    throw ConfigError("cannot keep a response cache at '" + std::string(url) +
-                      "': give \"memory\" or a broker URL (sqlite:///path.db, "
-                      "redis://host:port/db, postgresql://host/db)");
-  }
-  open[std::string(url)] = cache;
-  return cache;
+  return detail::shared_per_url<ResponseCache>(
+      url, [](std::string_view where) -> std::shared_ptr<ResponseCache> {
+        const std::string_view scheme = where.substr(0, where.find("://"));
+        if (where == "memory") {
+          return std::make_shared<detail::MemoryResponseCache>();
+        } else if (scheme == "sqlite") {
+          return detail::open_sqlite_response_cache(where);
+        } else if (scheme == "redis" || scheme == "unix") {
+          return detail::open_redis_response_cache(where);
+        } else if (scheme == "postgres" || scheme == "postgresql") {
+          return detail::open_postgres_response_cache(where);
+        } else {
+          throw ConfigError("cannot keep a response cache at '" + std::string(where) +
+                            "': give \"memory\" or a broker URL (sqlite:///path.db, "
+                            "redis://host:port/db, postgresql://host/db)");
+        }
+      });
 }
 
 }  // namespace cinejobs

@@ -8,6 +8,7 @@
 
 #include "cinejobs/errors.hpp"
 #include "rate_limit/stores.hpp"
+#include "shared_per_url.hpp"
 
 namespace cinejobs {
 
@@ -22,29 +23,23 @@ std::int64_t epoch_micros() noexcept {
 
 std::shared_ptr<RateLimitStore> open_rate_limit_store(std::string_view url) {
   // One store per URL in a process: limiters of many tasks share its connections.
-  static std::mutex mutex;
-  static std::map<std::string, std::weak_ptr<RateLimitStore>, std::less<>> open;
-  std::lock_guard lock(mutex);
-  if (auto it = open.find(url); it != open.end()) {
-    if (auto store = it->second.lock()) return store;
-  }
-  std::shared_ptr<RateLimitStore> store;
-  const std::string_view scheme = url.substr(0, url.find("://"));
-  if (url == "local") {
-    store = make_local_rate_limit_store();
-  } else if (scheme == "sqlite") {
-    store = detail::open_sqlite_rate_limit_store(url);
-  } else if (scheme == "redis" || scheme == "unix") {
-    store = detail::open_redis_rate_limit_store(url);
-  } else if (scheme == "postgres" || scheme == "postgresql") {
-    store = detail::open_postgres_rate_limit_store(url);
-  } else {
-    throw ConfigError("cannot keep rate limits at '" + std::string(url) +
-                      "': give \"local\" or a broker URL (sqlite:///path.db, "
-                      "redis://host:port/db, postgresql://host/db)");
-  }
-  open[std::string(url)] = store;
-  return store;
+  return detail::shared_per_url<RateLimitStore>(
+      url, [](std::string_view where) -> std::shared_ptr<RateLimitStore> {
+        const std::string_view scheme = where.substr(0, where.find("://"));
+        if (where == "local") {
+          return make_local_rate_limit_store();
+        } else if (scheme == "sqlite") {
+          return detail::open_sqlite_rate_limit_store(where);
+        } else if (scheme == "redis" || scheme == "unix") {
+          return detail::open_redis_rate_limit_store(where);
+        } else if (scheme == "postgres" || scheme == "postgresql") {
+          return detail::open_postgres_rate_limit_store(where);
+        } else {
+          throw ConfigError("cannot keep rate limits at '" + std::string(where) +
+                            "': give \"local\" or a broker URL (sqlite:///path.db, "
+                            "redis://host:port/db, postgresql://host/db)");
+        }
+      });
 }
 
 RateLimiter::RateLimiter(std::shared_ptr<RateLimitStore> store, std::string name, Rate rate,

@@ -2,11 +2,9 @@
 // store by URL.
 #include "cinejobs/film_store.hpp"
 
-#include <map>
-#include <mutex>
-
 #include "cinejobs/errors.hpp"
 #include "cinejobs/title_match.hpp"
+#include "shared_per_url.hpp"
 #include "tmdb/film_stores.hpp"
 
 namespace cinejobs {
@@ -36,25 +34,20 @@ FilmStatus film_status_from(std::string_view text) {
 
 std::shared_ptr<FilmStore> open_film_store(std::string_view url) {
   // One store per URL in a process: every handler thread shares its connections.
-  static std::mutex mutex;
-  static std::map<std::string, std::weak_ptr<FilmStore>, std::less<>> open;
-  std::lock_guard lock(mutex);
-  if (auto it = open.find(url); it != open.end()) {
-    if (auto store = it->second.lock()) return store;
-  }
-  std::shared_ptr<FilmStore> store;
-  const std::string_view scheme = url.substr(0, url.find("://"));
-  if (scheme == "sqlite") {
-    store = detail::open_sqlite_film_store(url);
-  } else if (scheme == "postgres" || scheme == "postgresql") {
-    store = detail::open_postgres_film_store(url);
-  } else {
-    throw ConfigError("cannot keep films at '" + std::string(url) +
-                      "': films live in a SQLite or PostgreSQL database (sqlite:///films.db, "
-                      "postgresql://host/db); with a Redis broker, give a film store URL too");
-  }
-  open[std::string(url)] = store;
-  return store;
+  return detail::shared_per_url<FilmStore>(
+      url, [](std::string_view where) -> std::shared_ptr<FilmStore> {
+        const std::string_view scheme = where.substr(0, where.find("://"));
+        if (scheme == "sqlite") {
+          return detail::open_sqlite_film_store(where);
+        } else if (scheme == "postgres" || scheme == "postgresql") {
+          return detail::open_postgres_film_store(where);
+        } else {
+          throw ConfigError(
+              "cannot keep films at '" + std::string(where) +
+              "': films live in a SQLite or PostgreSQL database (sqlite:///films.db, "
+              "postgresql://host/db); with a Redis broker, give a film store URL too");
+        }
+      });
 }
 
 namespace detail {
