@@ -70,13 +70,14 @@ def test_letterboxd_lists_are_enriched_as_the_fixture_expects(
     films = read_film_list(LETTERBOXD)
     assert films.format == "letterboxd" and len(films.films) == 200
     app = cinejobs.App(_url(tmp_path))
-    session = start_session(app, films.films[:60], source="films_letterboxd.csv")
+    session = start_session(app, films.films, source="films_letterboxd.csv")
     result = _enrich(app, session, rate="")  # the stand-in sets no limit here
-    assert result["total"] == 60 and result["pending"] == 0 and result["failed"] == 0
+    assert result["total"] == 200 and result["pending"] == 0 and result["failed"] == 0
     expected = EXPECTED["films_letterboxd.csv"]
     rows = FilmStore(app.broker.url).films(session)
     right = [f for f in rows if f["tmdb_id"] == expected[json.loads(f["input"])["Letterboxd URI"]]]
-    assert len(right) >= 0.95 * len(rows), [
+    # All 200 match today; two misses are allowed to a future ranking change, no more.
+    assert len(right) >= len(rows) - 2, [
         (f["title"], f["tmdb_id"]) for f in rows if f not in right
     ]
     record = right[0]["record"]
@@ -85,7 +86,7 @@ def test_letterboxd_lists_are_enriched_as_the_fixture_expects(
 
 
 def test_release_names_and_episodes_are_enriched(standin: TmdbStandin, tmp_path: Path) -> None:
-    names = RELEASES.read_text().splitlines()[:20]
+    names = RELEASES.read_text().splitlines()  # 50 names, glued titles ("WALLE") among them
     extra = [
         "Breaking.Bad.S05E14.Ozymandias.1080p.BluRay.x264-ROVERS",
         "The.Office.US.S03E12.720p.WEB-DL.DD5.1.H.264-NTb",
@@ -93,7 +94,7 @@ def test_release_names_and_episodes_are_enriched(standin: TmdbStandin, tmp_path:
     ]
     films = read_film_list("releases.txt", text="\n".join(names + extra) + "\n")
     assert films.format == "release names"
-    assert [line for line, _, _ in films.skipped] == [23], "the sample is skipped at ingest"
+    assert [line for line, _, _ in films.skipped] == [53], "the sample is skipped at ingest"
     app = cinejobs.App(_url(tmp_path))
     session = start_session(app, films.films, source="releases.txt")
     result = _enrich(app, session, rate="")
@@ -102,7 +103,7 @@ def test_release_names_and_episodes_are_enriched(standin: TmdbStandin, tmp_path:
     by_input = {f["input"]: f for f in store.films(session)}
     expected = EXPECTED["release_names.txt"]
     right = sum(1 for name in names if by_input[name]["tmdb_id"] == expected[name])
-    assert right >= 19, right
+    assert right >= 49, right
     ozymandias = by_input[extra[0]]
     assert ozymandias["kind"] == "episode" and ozymandias["tmdb_id"] == 1396
     assert ozymandias["record"]["media_type"] == "tv"

@@ -206,11 +206,20 @@ std::optional<RankedCandidate> year_confirmed(const TitleQuery& wanted,
 }
 
 // distinctive_words: the last searches, one word each, for titles TMDB's word search misses
-// (a misspelt word: "The Dark Night"; a dropped apostrophe: "Pans Labyrinth"). The two longest
-// words of four letters or more, longest first; candidates must then match on similarity.
+// (a misspelt word: "The Dark Night"; a dropped apostrophe: "Pans Labyrinth"; a glued title:
+// "FaceOff"). The two longest words of four letters or more, longest first, or a glued word's
+// first four letters; candidates must then match on similarity.
 std::vector<std::string> distinctive_words(std::string_view title) {
   std::vector<std::string> words = words_of(title);
-  if (words.size() < 2) return {};
+  if (words.size() == 1) {
+    // A title glued into one word by a release group ("WALLE", "FaceOff"): its first four
+    // letters, which TMDB's search completes as a prefix ("wall" finds WALL·E).
+    const std::string& word = words.front();
+    const bool ascii = std::all_of(word.begin(), word.end(),
+                                   [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+    if (ascii && word.size() >= 5) return {word.substr(0, 4)};
+    return {};
+  }
   std::stable_sort(words.begin(), words.end(),
                    [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
   std::vector<std::string> out;
