@@ -108,6 +108,16 @@ inline BrokerFactory redis_factory() {
   return {"redis", [] { return std::make_unique<RedisStore>(); }};
 }
 
+// keep_location makes a fresh Store (a SQLite file, a Redis key prefix, a PostgreSQL schema),
+// keeps it in `keep` for as long as the test holds that, and returns its URL: for the stores
+// opened from broker URLs (rate limits, response caches, films).
+template <class Store>
+std::string keep_location(std::vector<std::shared_ptr<void>>& keep) {
+  auto store = std::make_shared<Store>();
+  keep.push_back(store);
+  return store->url();
+}
+
 // broker_factories lists every broker kind the conformance suite runs against. Redis and
 // PostgreSQL are left out only where they are not installed and the tests do not run in CI.
 inline std::vector<BrokerFactory> broker_factories() {

@@ -15,26 +15,22 @@ namespace cinejobs {
 namespace {
 
 using test::in_ci;
+using test::keep_location;
 using test::PostgresServer;
 using test::PostgresStore;
 using test::SqliteStore;
 
-// A fresh store location: the object keeping it alive, and its URL.
 struct FilmStoreCase {
   std::string name;
-  std::function<std::pair<std::shared_ptr<void>, std::string>()> make;
+  std::function<std::string(std::vector<std::shared_ptr<void>>&)> make_url;  // keeps it alive
 };
-
-template <class Store>
-std::pair<std::shared_ptr<void>, std::string> fresh() {
-  auto store = std::make_shared<Store>();
-  return {store, store->url()};
-}
 void PrintTo(const FilmStoreCase& c, std::ostream* os) { *os << c.name; }
 
 std::vector<FilmStoreCase> film_store_cases() {
-  std::vector<FilmStoreCase> cases{{"sqlite", fresh<SqliteStore>}};
-  if (PostgresServer::available() || in_ci()) cases.push_back({"postgres", fresh<PostgresStore>});
+  std::vector<FilmStoreCase> cases{{"sqlite", keep_location<SqliteStore>}};
+  if (PostgresServer::available() || in_ci()) {
+    cases.push_back({"postgres", keep_location<PostgresStore>});
+  }
   return cases;
 }
 
@@ -59,10 +55,10 @@ FilmOutcome enriched(std::int64_t id) {
 class FilmStores : public ::testing::TestWithParam<FilmStoreCase> {
  protected:
   void SetUp() override {
-    std::tie(keep_, url_) = GetParam().make();
+    url_ = GetParam().make_url(keep_);
     store_ = open_film_store(url_);
   }
-  std::shared_ptr<void> keep_;
+  std::vector<std::shared_ptr<void>> keep_;
   std::string url_;
   std::shared_ptr<FilmStore> store_;
 };

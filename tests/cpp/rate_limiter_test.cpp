@@ -172,33 +172,18 @@ std::vector<StoreCase> store_cases() {
   std::vector<StoreCase> cases;
   cases.push_back({"local", [](auto&) { return std::string("local"); },
                    [](const std::string&) { return make_local_rate_limit_store(); }});
-  cases.push_back(
-      {"sqlite",
-       [](auto& keep) {
-         auto store = std::make_shared<SqliteStore>();
-         keep.push_back(store);
-         return store->url();
-       },
-       [](const std::string& url) { return detail::open_sqlite_rate_limit_store(url); }});
+  cases.push_back({"sqlite", keep_location<SqliteStore>, [](const std::string& url) {
+                     return detail::open_sqlite_rate_limit_store(url);
+                   }});
   if (RedisServer::available() || in_ci()) {
-    cases.push_back(
-        {"redis",
-         [](auto& keep) {
-           auto store = std::make_shared<RedisStore>();
-           keep.push_back(store);
-           return store->url();
-         },
-         [](const std::string& url) { return detail::open_redis_rate_limit_store(url); }});
+    cases.push_back({"redis", keep_location<RedisStore>, [](const std::string& url) {
+                       return detail::open_redis_rate_limit_store(url);
+                     }});
   }
   if (PostgresServer::available() || in_ci()) {
-    cases.push_back(
-        {"postgres",
-         [](auto& keep) {
-           auto store = std::make_shared<PostgresStore>();
-           keep.push_back(store);
-           return store->url();
-         },
-         [](const std::string& url) { return detail::open_postgres_rate_limit_store(url); }});
+    cases.push_back({"postgres", keep_location<PostgresStore>, [](const std::string& url) {
+                       return detail::open_postgres_rate_limit_store(url);
+                     }});
   }
   return cases;
 }

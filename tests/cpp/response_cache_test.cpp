@@ -100,32 +100,17 @@ std::vector<CacheCase> cache_cases() {
                    [](const std::string&) -> std::shared_ptr<ResponseCache> {
                      return std::make_shared<detail::MemoryResponseCache>();
                    }});
-  cases.push_back({"sqlite",
-                   [](auto& keep) {
-                     auto store = std::make_shared<SqliteStore>();
-                     keep.push_back(store);
-                     return store->url();
-                   },
+  cases.push_back({"sqlite", keep_location<SqliteStore>,
                    [](const std::string& url) { return detail::open_sqlite_response_cache(url); }});
   if (RedisServer::available() || in_ci()) {
-    cases.push_back(
-        {"redis",
-         [](auto& keep) {
-           auto store = std::make_shared<RedisStore>();
-           keep.push_back(store);
-           return store->url();
-         },
-         [](const std::string& url) { return detail::open_redis_response_cache(url); }});
+    cases.push_back({"redis", keep_location<RedisStore>, [](const std::string& url) {
+                       return detail::open_redis_response_cache(url);
+                     }});
   }
   if (PostgresServer::available() || in_ci()) {
-    cases.push_back(
-        {"postgres",
-         [](auto& keep) {
-           auto store = std::make_shared<PostgresStore>();
-           keep.push_back(store);
-           return store->url();
-         },
-         [](const std::string& url) { return detail::open_postgres_response_cache(url); }});
+    cases.push_back({"postgres", keep_location<PostgresStore>, [](const std::string& url) {
+                       return detail::open_postgres_response_cache(url);
+                     }});
   }
   return cases;
 }

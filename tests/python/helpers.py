@@ -233,3 +233,16 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def stop_gracefully(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+    """SIGTERM a server the test started, SIGKILL it if it has not exited within ``timeout``;
+    returns its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode

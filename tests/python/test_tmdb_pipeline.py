@@ -77,9 +77,7 @@ def test_letterboxd_lists_are_enriched_as_the_fixture_expects(
     rows = FilmStore(app.broker.url).films(session)
     right = [f for f in rows if f["tmdb_id"] == expected[json.loads(f["input"])["Letterboxd URI"]]]
     # All 200 match today; two misses are allowed to a future ranking change, no more.
-    assert len(right) >= len(rows) - 2, [
-        (f["title"], f["tmdb_id"]) for f in rows if f not in right
-    ]
+    assert len(right) >= len(rows) - 2, [(f["title"], f["tmdb_id"]) for f in rows if f not in right]
     record = right[0]["record"]
     for key in ("tmdb_id", "title", "year", "genres", "directors", "cast", "runtime", "poster_url"):
         assert key in record
