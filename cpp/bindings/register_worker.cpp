@@ -153,9 +153,50 @@ std::unique_ptr<PyWorker> make_worker(std::shared_ptr<Broker> broker,
   return w;
 }
 
+py::dict event_dict(const JobEvent& e) {
+  py::dict d;
+  d["kind"] = std::string(to_string(e.kind));
+  d["id"] = e.id;
+  d["task"] = e.task;
+  d["queue"] = e.queue;
+  d["attempt"] = e.attempt;
+  d["max_attempts"] = e.max_attempts;
+  d["at"] = e.at;
+  d["duration"] = static_cast<double>(e.duration.count()) / 1e6;
+  if (e.error) {
+    py::dict error;
+    error["type"] = e.error->type;
+    error["message"] = e.error->message;
+    error["traceback"] = e.error->traceback;
+    d["error"] = error;
+  } else {
+    d["error"] = py::none();
+  }
+  d["retry_at"] = e.retry_at;
+  return d;
+}
+
 }  // namespace
 
 void register_worker(py::module_& m) {
+  py::class_<JobEventQueue, std::shared_ptr<JobEventQueue>>(m, "JobEventQueue")
+      .def(py::init<std::size_t>(), py::arg("capacity") = 100000)
+      .def(
+          "take",
+          [](JobEventQueue& q, std::size_t max, double timeout) {
+            std::vector<JobEvent> events;
+            {
+              py::gil_scoped_release release;  // a wait
+              events = q.take(max, to_ms(timeout));
+            }
+            py::list out;
+            for (const JobEvent& e : events) out.append(event_dict(e));
+            return out;
+          },
+          py::arg("max") = 1000, py::arg("timeout") = 0.2)
+      .def("close", &JobEventQueue::close)
+      .def_property_readonly("dropped", &JobEventQueue::dropped);
+
   py::class_<JobContext, std::shared_ptr<JobContext>>(m, "JobContext")
       .def_property_readonly("id", [](const JobContext& c) { return c.job().id; })
       .def_property_readonly("task", [](const JobContext& c) { return c.job().task; })
@@ -206,6 +247,12 @@ void register_worker(py::module_& m) {
           py::arg("task"), py::arg("runner"), py::kw_only(), py::arg("retry_backoff") = 1.0,
           py::arg("retry_backoff_max") = 600.0, py::arg("rate_limiter") = nullptr,
           py::arg("rate_limit_key") = py::none())
+      .def(
+          "add_observer",
+          [](PyWorker& w, std::shared_ptr<JobEventQueue> queue) {
+            w.worker->add_observer(std::move(queue));
+          },
+          py::arg("queue"))
       .def("register_builtins", [](PyWorker& w) { register_builtin_handlers(*w.worker); })
       .def(
           "register_tmdb",

@@ -55,6 +55,26 @@ void sleep_for(std::stop_token stop, milliseconds duration) {
 
 }  // namespace
 
+std::string_view to_string(JobEventKind kind) noexcept {
+  switch (kind) {
+    case JobEventKind::kStarted:
+      return "started";
+    case JobEventKind::kSucceeded:
+      return "succeeded";
+    case JobEventKind::kFailed:
+      return "failed";
+    case JobEventKind::kRetried:
+      return "retried";
+    case JobEventKind::kCancelled:
+      return "cancelled";
+    case JobEventKind::kSnoozed:
+      return "snoozed";
+    case JobEventKind::kReleased:
+      return "released";
+  }
+  return "started";
+}
+
 struct Worker::State {
   struct Registered {
     Handler handler;
@@ -65,7 +85,8 @@ struct Worker::State {
     std::shared_ptr<JobContext> ctx;
     Clock::time_point deadline = Clock::time_point::max();  // soft timeout
     bool started = false;
-    bool finished = false;  // its outcome is buffered for the acker
+    bool finished = false;                // its outcome is buffered for the acker
+    Clock::time_point handler_started{};  // set when its handler starts (kStarted)
   };
 
   State(std::shared_ptr<Broker> b, WorkerOptions o) : broker(std::move(b)), options(std::move(o)) {
@@ -96,6 +117,7 @@ struct Worker::State {
   std::shared_ptr<Broker> broker;
   WorkerOptions options;
   std::unordered_map<std::string, Registered> handlers;
+  std::vector<std::shared_ptr<JobObserver>> observers;  // fixed once started
 
   std::mutex lifecycle_mutex;
   bool started = false;
@@ -251,6 +273,7 @@ struct Worker::State {
     if (handler->second.options.rate_limiter && !take_rate_limit(ctx, handler->second.options)) {
       return;
     }
+    announce_start(ctx);
     std::optional<JobFailure> failure;
     std::optional<EpochMs> retry_at;  // the handler's own choice of when to retry
     std::string result;
@@ -283,6 +306,67 @@ struct Worker::State {
       settling.push_back(job.id);
       outcomes_cv.notify_one();
     }
+  }
+
+  // ---- job events ----
+
+  void notify(const JobEvent& event) {
+    for (const auto& observer : observers) observer->on_job_event(event);
+  }
+
+  static JobEvent event_for(JobEventKind kind, const Job& job) {
+    JobEvent e;
+    e.kind = kind;
+    e.id = job.id;
+    e.task = job.task;
+    e.queue = job.queue;
+    e.attempt = job.attempt;
+    e.max_attempts = job.max_attempts;
+    e.at = now_ms();
+    return e;
+  }
+
+  void announce_start(JobContext& ctx) {
+    {
+      std::lock_guard lock(mutex);
+      auto it = held.find(ctx.id());
+      if (it != held.end()) it->second.handler_started = Clock::now();
+    }
+    if (!observers.empty()) notify(event_for(JobEventKind::kStarted, ctx.job()));
+  }
+
+  // outcome_events_locked builds the end events of a batch the broker has just stored, while
+  // the jobs are still held (their documents and start times are read from `held`).
+  std::vector<JobEvent> outcome_events_locked(const std::vector<Ack>& ack_batch,
+                                              const std::vector<Fail>& fail_batch,
+                                              const std::vector<Snooze>& snooze_batch) const {
+    std::vector<JobEvent> events;
+    if (observers.empty()) return events;
+    const auto now = Clock::now();
+    auto add = [&](JobEventKind kind, const std::string& id) -> JobEvent* {
+      auto it = held.find(id);
+      if (it == held.end()) return nullptr;
+      JobEvent& e = events.emplace_back(event_for(kind, it->second.ctx->job()));
+      if (it->second.handler_started != Clock::time_point{}) {
+        e.duration =
+            std::chrono::duration_cast<std::chrono::microseconds>(now - it->second.handler_started);
+      }
+      return &e;
+    };
+    for (const Ack& a : ack_batch) add(JobEventKind::kSucceeded, a.lease.id);
+    for (const Fail& f : fail_batch) {
+      JobEventKind kind = f.retry_at                              ? JobEventKind::kRetried
+                          : f.final_state == JobState::kCancelled ? JobEventKind::kCancelled
+                                                                  : JobEventKind::kFailed;
+      if (JobEvent* e = add(kind, f.lease.id)) {
+        e->error = f.error;
+        e->retry_at = f.retry_at.value_or(0);
+      }
+    }
+    for (const Snooze& s : snooze_batch) {
+      if (JobEvent* e = add(JobEventKind::kSnoozed, s.lease.id)) e->retry_at = s.run_at;
+    }
+    return events;
   }
 
   // take_rate_limit takes one unit of the task's limit and returns true, or settles the job and
@@ -373,10 +457,13 @@ struct Worker::State {
         ids.swap(settling);
       }
       store_outcomes(ack_batch, fail_batch, snooze_batch);
+      std::vector<JobEvent> events;
       {
         std::lock_guard lock(mutex);
+        events = outcome_events_locked(ack_batch, fail_batch, snooze_batch);
         for (const auto& id : ids) forget_locked(id);
       }
+      for (const JobEvent& e : events) notify(e);
       slots_cv.notify_one();  // only the dispatcher waits for slots
       idle_cv.notify_all();
     }
@@ -505,10 +592,14 @@ struct Worker::State {
 
     // Jobs reserved but not started go back at once; in-flight ones get the grace period.
     std::vector<LeaseRef> unstarted;
+    std::vector<JobEvent> released;
     std::size_t in_flight = 0;
     {
       std::lock_guard lock(mutex);
-      for (const auto& ctx : ready) unstarted.push_back({ctx->id(), ctx->job().lease_token});
+      for (const auto& ctx : ready) {
+        unstarted.push_back({ctx->id(), ctx->job().lease_token});
+        released.push_back(event_for(JobEventKind::kReleased, ctx->job()));
+      }
       for (const auto& ref : unstarted) forget_locked(ref.id);
       ready.clear();
       no_more_work = true;
@@ -528,6 +619,11 @@ struct Worker::State {
         if (h.finished) continue;
         h.ctx->request_stop(StopReason::kShutdown);
         overdue.push_back({id, h.ctx->job().lease_token});
+        JobEvent& e = released.emplace_back(event_for(JobEventKind::kReleased, h.ctx->job()));
+        if (h.handler_started != Clock::time_point{}) {
+          e.duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() -
+                                                                             h.handler_started);
+        }
       }
       for (const auto& ref : overdue) forget_locked(ref.id);
       report.finished = in_flight - overdue.size();
@@ -541,6 +637,9 @@ struct Worker::State {
     outcomes_cv.notify_all();
     if (acker.joinable()) acker.join();
     release(overdue, report);
+    if (!observers.empty()) {
+      for (const JobEvent& e : released) notify(e);
+    }
 
     // Handler threads that are idle now (a cooperative handler returns soon after its token is
     // set) are joined; one still busy is left to the destructor.
@@ -585,6 +684,13 @@ void Worker::register_handler(std::string task, Handler handler, HandlerOptions 
   if (task.empty()) throw ConfigError("a handler needs a task name");
   if (!handler) throw ConfigError("handler for task '" + task + "' is empty");
   state_->handlers[std::move(task)] = State::Registered{std::move(handler), std::move(options)};
+}
+
+void Worker::add_observer(std::shared_ptr<JobObserver> observer) {
+  std::lock_guard lock(state_->lifecycle_mutex);
+  if (state_->started) throw ConfigError("add job observers before starting the worker");
+  if (!observer) throw ConfigError("a job observer must not be null");
+  state_->observers.push_back(std::move(observer));
 }
 
 bool Worker::has_handler(const std::string& task) const { return state_->handlers.contains(task); }

@@ -863,4 +863,56 @@ TEST_F(WorkerTest, RateLimitedHandlerSnoozesWhatTheLimitRefuses) {
   EXPECT_EQ(scheduled, 2);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Job events
+
+TEST_F(WorkerTest, ObserversSeeOneStartAndOneEndPerAttemptWithTheErrorOfAFailure) {
+  auto events = std::make_shared<JobEventQueue>();
+  HandlerOptions ho;
+  ho.retry_backoff = 1ms;
+  ho.retry_backoff_max = 1ms;
+  Worker worker(broker_, options(2));
+  worker.add_observer(events);
+  worker.register_handler("ok", [](JobContext&) { return std::string("1"); });
+  worker.register_handler(
+      "bad", [](JobContext&) -> std::string { throw HandlerError("ValueError", "no", "tb"); }, ho);
+  const std::string ok = enqueue(make_job("ok"));
+  Job bad_job = make_job("bad");
+  bad_job.max_attempts = 2;
+  const std::string bad = enqueue(bad_job);
+  worker.start();
+  wait_final(ok);
+  wait_final(bad);
+  ASSERT_TRUE(wait_until([&] { return worker.stats().failed == 1; }, 5s));
+  worker.stop();
+  std::map<std::string, std::vector<JobEvent>> by_id;
+  for (JobEvent& e : events->take(100, 0ms)) by_id[e.id].push_back(std::move(e));
+  ASSERT_EQ(by_id[ok].size(), 2u);
+  EXPECT_EQ(by_id[ok][0].kind, JobEventKind::kStarted);
+  EXPECT_EQ(by_id[ok][1].kind, JobEventKind::kSucceeded);
+  EXPECT_EQ(by_id[ok][1].task, "ok");
+  EXPECT_EQ(by_id[ok][1].attempt, 1);
+  ASSERT_EQ(by_id[bad].size(), 4u) << "two attempts: start and end each";
+  EXPECT_EQ(by_id[bad][1].kind, JobEventKind::kRetried);
+  EXPECT_GT(by_id[bad][1].retry_at, 0);
+  EXPECT_EQ(by_id[bad][3].kind, JobEventKind::kFailed);
+  EXPECT_EQ(by_id[bad][3].attempt, 2);
+  ASSERT_TRUE(by_id[bad][3].error.has_value());
+  EXPECT_EQ(by_id[bad][3].error->type, "ValueError");
+  EXPECT_EQ(by_id[bad][3].error->traceback, "tb");
+}
+
+TEST_F(WorkerTest, AJobEventQueueDropsTheOldestWhenFullAndCountsThem) {
+  JobEventQueue queue(2);
+  for (int i = 0; i < 5; ++i) {
+    JobEvent e;
+    e.id = std::to_string(i);
+    queue.on_job_event(e);
+  }
+  const auto taken = queue.take(10, 0ms);
+  ASSERT_EQ(taken.size(), 2u);
+  EXPECT_EQ(taken[0].id, "3");
+  EXPECT_EQ(queue.dropped(), 3u);
+}
+
 }  // namespace

@@ -20,6 +20,7 @@
 
 #include "cinejobs/broker.hpp"
 #include "cinejobs/job_context.hpp"
+#include "cinejobs/job_events.hpp"
 #include "cinejobs/rate_limiter.hpp"
 
 namespace cinejobs {
@@ -91,6 +92,9 @@ class Worker {
   // register_handler adds or replaces the handler for `task`. Must be called before start().
   void register_handler(std::string task, Handler handler, HandlerOptions options = {});
   bool has_handler(const std::string& task) const;
+  // add_observer makes `observer` receive every job event of this worker (job_events.hpp). Must
+  // be called before start().
+  void add_observer(std::shared_ptr<JobObserver> observer);
 
   // start launches the threads; calling it again is a no-op.
   void start();
