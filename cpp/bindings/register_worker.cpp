@@ -1,6 +1,7 @@
 #include <pybind11/stl.h>
 
 #include "bindings.hpp"
+#include "cinejobs/child_process.hpp"
 #include "cinejobs/errors.hpp"
 #include "cinejobs/job_context.hpp"
 #include "cinejobs/tmdb_pipeline.hpp"
@@ -131,26 +132,62 @@ struct PyWorker {
   }
 };
 
-std::unique_ptr<PyWorker> make_worker(std::shared_ptr<Broker> broker,
-                                      std::vector<std::string> queues, int concurrency,
-                                      std::optional<std::map<std::string, int>> queue_concurrency,
-                                      std::size_t max_batch, double lease, double heartbeat,
-                                      double poll_interval, double grace,
-                                      double maintenance_interval, std::string worker_id) {
-  WorkerOptions options;
-  options.queues = std::move(queues);
-  options.concurrency = concurrency;
-  if (queue_concurrency) options.queue_concurrency = std::move(*queue_concurrency);
-  options.max_batch = max_batch;
-  options.lease = to_ms(lease);
-  options.heartbeat = to_ms(heartbeat);
-  options.poll_interval = to_ms(poll_interval);
-  options.grace = to_ms(grace);
-  options.maintenance_interval = to_ms(maintenance_interval);
-  options.worker_id = std::move(worker_id);
-  auto w = std::make_unique<PyWorker>();
-  w->worker = std::make_unique<Worker>(std::move(broker), std::move(options));
-  return w;
+double to_seconds(std::chrono::milliseconds d) { return static_cast<double>(d.count()) / 1000.0; }
+
+// make_worker_options starts from the core's defaults and sets only what the caller gave, so
+// every default lives in worker.hpp alone.
+WorkerOptions make_worker_options(
+    std::optional<std::vector<std::string>> queues, std::optional<int> concurrency,
+    std::optional<std::map<std::string, int>> queue_concurrency,
+    std::optional<std::size_t> max_batch, std::optional<double> lease,
+    std::optional<double> heartbeat, std::optional<double> poll_interval,
+    std::optional<double> grace, std::optional<double> maintenance_interval,
+    std::optional<std::string> worker_id, std::optional<int> processes,
+    std::optional<std::vector<std::string>> child_command, std::optional<double> hard_timeout,
+    std::optional<double> kill_grace, std::optional<std::uint64_t> max_jobs_per_child,
+    std::optional<std::uint64_t> max_memory_per_child) {
+  WorkerOptions o;
+  auto seconds = [](const char* name, double value) {
+    if (!(value >= 0.0) || value > 1e9) {
+      throw ConfigError(std::string(name) + " must be a number of seconds >= 0, got " +
+                        std::to_string(value));
+    }
+    return to_ms(value);
+  };
+  if (queues) o.queues = std::move(*queues);
+  if (concurrency) o.concurrency = *concurrency;
+  if (queue_concurrency) o.queue_concurrency = std::move(*queue_concurrency);
+  if (max_batch) o.max_batch = *max_batch;
+  if (lease) o.lease = seconds("lease", *lease);
+  if (heartbeat) o.heartbeat = seconds("heartbeat", *heartbeat);
+  if (poll_interval) o.poll_interval = seconds("poll_interval", *poll_interval);
+  if (grace) o.grace = seconds("grace", *grace);
+  if (maintenance_interval) {
+    o.maintenance_interval = seconds("maintenance_interval", *maintenance_interval);
+  }
+  if (worker_id) o.worker_id = std::move(*worker_id);
+  if (processes) o.processes = *processes;
+  if (child_command) o.child_command = std::move(*child_command);
+  if (hard_timeout) o.hard_timeout = seconds("hard_timeout", *hard_timeout);
+  if (kill_grace) o.kill_grace = seconds("kill_grace", *kill_grace);
+  if (max_jobs_per_child) o.max_jobs_per_child = *max_jobs_per_child;
+  if (max_memory_per_child) o.max_memory_per_child_mb = *max_memory_per_child;
+  return o;
+}
+
+HandlerOptions make_handler_options(double retry_backoff, double retry_backoff_max,
+                                    std::shared_ptr<RateLimiter> rate_limiter,
+                                    py::object rate_limit_key, double hard_timeout) {
+  HandlerOptions options;
+  options.retry_backoff = to_ms(retry_backoff);
+  options.retry_backoff_max = to_ms(retry_backoff_max);
+  options.rate_limiter = std::move(rate_limiter);
+  if (!rate_limit_key.is_none()) {
+    options.rate_limit_key = python_rate_limit_key(std::move(rate_limit_key));
+  }
+  if (!(hard_timeout >= 0.0)) throw ConfigError("hard_timeout must be >= 0 seconds");
+  options.hard_timeout = to_ms(hard_timeout);
+  return options;
 }
 
 py::dict event_dict(const JobEvent& e) {
@@ -219,34 +256,76 @@ void register_worker(py::module_& m) {
           },
           py::arg("fraction"), py::arg("step") = "", py::arg("message") = "");
 
+  py::class_<WorkerOptions>(m, "WorkerOptions")
+      .def(py::init(&make_worker_options), py::kw_only(), py::arg("queues") = py::none(),
+           py::arg("concurrency") = py::none(), py::arg("queue_concurrency") = py::none(),
+           py::arg("max_batch") = py::none(), py::arg("lease") = py::none(),
+           py::arg("heartbeat") = py::none(), py::arg("poll_interval") = py::none(),
+           py::arg("grace") = py::none(), py::arg("maintenance_interval") = py::none(),
+           py::arg("worker_id") = py::none(), py::arg("processes") = py::none(),
+           py::arg("child_command") = py::none(), py::arg("hard_timeout") = py::none(),
+           py::arg("kill_grace") = py::none(), py::arg("max_jobs_per_child") = py::none(),
+           py::arg("max_memory_per_child") = py::none())
+      .def_readonly("queues", &WorkerOptions::queues)
+      .def_readonly("concurrency", &WorkerOptions::concurrency)
+      .def_readonly("queue_concurrency", &WorkerOptions::queue_concurrency)
+      .def_readonly("max_batch", &WorkerOptions::max_batch)
+      .def_property_readonly("lease", [](const WorkerOptions& o) { return to_seconds(o.lease); })
+      .def_property_readonly("heartbeat",
+                             [](const WorkerOptions& o) { return to_seconds(o.heartbeat); })
+      .def_property_readonly("poll_interval",
+                             [](const WorkerOptions& o) { return to_seconds(o.poll_interval); })
+      .def_property_readonly("grace", [](const WorkerOptions& o) { return to_seconds(o.grace); })
+      .def_property_readonly(
+          "maintenance_interval",
+          [](const WorkerOptions& o) { return to_seconds(o.maintenance_interval); })
+      .def_readonly("worker_id", &WorkerOptions::worker_id)
+      .def_readonly("processes", &WorkerOptions::processes)
+      .def_readonly("child_command", &WorkerOptions::child_command)
+      .def_property_readonly("hard_timeout",
+                             [](const WorkerOptions& o) { return to_seconds(o.hard_timeout); })
+      .def_property_readonly("kill_grace",
+                             [](const WorkerOptions& o) { return to_seconds(o.kill_grace); })
+      .def_readonly("max_jobs_per_child", &WorkerOptions::max_jobs_per_child)
+      .def_readonly("max_memory_per_child", &WorkerOptions::max_memory_per_child_mb);
+
   py::class_<PyWorker>(m, "Worker")
-      .def(py::init(&make_worker), py::arg("broker"), py::kw_only(),
-           py::arg("queues") = std::vector<std::string>{"default"}, py::arg("concurrency") = 8,
-           py::arg("queue_concurrency") = py::none(), py::arg("max_batch") = 256,
-           py::arg("lease") = 30.0, py::arg("heartbeat") = 0.0, py::arg("poll_interval") = 0.05,
-           py::arg("grace") = 30.0, py::arg("maintenance_interval") = 0.0,
-           py::arg("worker_id") = "")
+      .def(py::init([](std::shared_ptr<Broker> broker, WorkerOptions options) {
+             auto w = std::make_unique<PyWorker>();
+             w->worker = std::make_unique<Worker>(std::move(broker), std::move(options));
+             return w;
+           }),
+           py::arg("broker"), py::arg("options"))
+      .def_property_readonly("options", [](const PyWorker& w) { return w.worker->options(); })
       .def(
           "register",
           [](PyWorker& w, std::string task, py::object runner, double retry_backoff,
              double retry_backoff_max, std::shared_ptr<RateLimiter> rate_limiter,
-             py::object rate_limit_key) {
+             py::object rate_limit_key, double hard_timeout) {
             if (!PyCallable_Check(runner.ptr())) {
               throw ConfigError("the runner of task '" + task + "' is not callable");
             }
-            HandlerOptions options;
-            options.retry_backoff = to_ms(retry_backoff);
-            options.retry_backoff_max = to_ms(retry_backoff_max);
-            options.rate_limiter = std::move(rate_limiter);
-            if (!rate_limit_key.is_none()) {
-              options.rate_limit_key = python_rate_limit_key(std::move(rate_limit_key));
-            }
-            w.worker->register_handler(std::move(task), python_handler(std::move(runner)),
-                                       std::move(options));
+            w.worker->register_handler(
+                std::move(task), python_handler(std::move(runner)),
+                make_handler_options(retry_backoff, retry_backoff_max, std::move(rate_limiter),
+                                     std::move(rate_limit_key), hard_timeout));
           },
           py::arg("task"), py::arg("runner"), py::kw_only(), py::arg("retry_backoff") = 1.0,
           py::arg("retry_backoff_max") = 600.0, py::arg("rate_limiter") = nullptr,
-          py::arg("rate_limit_key") = py::none())
+          py::arg("rate_limit_key") = py::none(), py::arg("hard_timeout") = 0.0)
+      .def(
+          "register_child_task",
+          [](PyWorker& w, std::string task, double retry_backoff, double retry_backoff_max,
+             std::shared_ptr<RateLimiter> rate_limiter, py::object rate_limit_key,
+             double hard_timeout) {
+            w.worker->register_child_task(
+                std::move(task),
+                make_handler_options(retry_backoff, retry_backoff_max, std::move(rate_limiter),
+                                     std::move(rate_limit_key), hard_timeout));
+          },
+          py::arg("task"), py::kw_only(), py::arg("retry_backoff") = 1.0,
+          py::arg("retry_backoff_max") = 600.0, py::arg("rate_limiter") = nullptr,
+          py::arg("rate_limit_key") = py::none(), py::arg("hard_timeout") = 0.0)
       .def(
           "add_observer",
           [](PyWorker& w, std::shared_ptr<JobEventQueue> queue) {
@@ -310,8 +389,32 @@ void register_worker(py::module_& m) {
         d["lost"] = s.lost;
         d["snoozed"] = s.snoozed;
         d["running"] = s.running;
+        d["slots"] = s.slots;
+        d["children"] = s.children;
+        d["child_restarts"] = s.child_restarts;
         return d;
       });
+
+  // run_child serves the supervisor from a child process (cinejobs._child): the runners, by
+  // task name, are called like a worker's, on the child's own handler threads.
+  m.def(
+      "run_child",
+      [](const std::map<std::string, py::object>& runners) {
+        std::unordered_map<std::string, Handler> handlers;
+        for (const auto& [task, runner] : runners) {
+          if (!PyCallable_Check(runner.ptr())) {
+            throw ConfigError("the runner of task '" + task + "' is not callable");
+          }
+          handlers.emplace(task, python_handler(runner));
+        }
+        const ChildOptions options = ChildOptions::from_environment();
+        {
+          py::gil_scoped_release release;  // the child's threads take it per job
+          run_child(handlers, options);
+        }
+        handlers.clear();  // drops the runners with the GIL held
+      },
+      py::arg("runners"));
 }
 
 }  // namespace cinejobs::bindings

@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "cinejobs/errors.hpp"
+#include "cinejobs/process_pool.hpp"
 
 namespace cinejobs {
 namespace {
@@ -54,6 +55,31 @@ void sleep_for(std::stop_token stop, milliseconds duration) {
 }
 
 }  // namespace
+
+HandlerOutcome run_handler(const Handler& handler, JobContext& ctx) noexcept {
+  HandlerOutcome out;
+  try {
+    out.result = handler(ctx);
+    if (out.result.empty()) out.result = "null";
+  } catch (const HandlerError& e) {
+    out.failure = JobFailure{e.type(), e.message(), e.traceback()};
+    out.retry_at = e.retry_at();
+  } catch (const JobTimeout& e) {
+    out.failure = JobFailure{"JobTimeout", e.what(), ""};
+  } catch (const JobCancelled& e) {
+    out.failure = JobFailure{"JobCancelled", e.what(), ""};
+  } catch (const std::exception& e) {
+    out.failure = JobFailure{"Error", e.what(), ""};
+  } catch (...) {
+    out.failure = JobFailure{"Error", "the handler threw a non-standard exception", ""};
+  }
+  if (!out.failure && ctx.stop_reason() == StopReason::kTimeout) {
+    out.failure = JobFailure{
+        "JobTimeout", "job ran past its timeout of " + std::to_string(ctx.job().timeout_ms) + " ms",
+        ""};
+  }
+  return out;
+}
 
 std::string_view to_string(JobEventKind kind) noexcept {
   switch (kind) {
@@ -112,7 +138,41 @@ struct Worker::State {
       options.maintenance_interval = options.lease / 2;
     }
     if (options.worker_id.empty()) options.worker_id = default_worker_id();
+    if (options.processes < 0) {
+      throw ConfigError("processes must be 0 (thread mode) or more, got " +
+                        std::to_string(options.processes));
+    }
+    if (options.processes == 0) {
+      if (options.hard_timeout > milliseconds::zero()) {
+        throw ConfigError(hard_timeout_refusal("the worker's hard_timeout"));
+      }
+      if (options.max_jobs_per_child > 0 || options.max_memory_per_child_mb > 0) {
+        throw ConfigError(
+            "max_jobs_per_child and max_memory_per_child recycle child processes: they need "
+            "process mode (processes >= 1, cinejobs worker --processes N)");
+      }
+      slots = options.concurrency;
+    } else {
+      ProcessPoolOptions po;
+      po.processes = options.processes;
+      po.concurrency = options.concurrency;
+      po.command = options.child_command;
+      po.kill_grace = options.kill_grace;
+      po.max_jobs = options.max_jobs_per_child;
+      po.max_memory_mb = options.max_memory_per_child_mb;
+      process_pool = std::make_shared<ProcessPool>(std::move(po));
+      slots = options.processes * options.concurrency;
+    }
   }
+
+  static std::string hard_timeout_refusal(const std::string& what) {
+    return what +
+           " needs process mode (cinejobs worker --processes N, or processes=N): a thread "
+           "cannot be killed, so a hard time limit is enforced by killing a child process";
+  }
+
+  int slots = 0;                              // the most jobs held at once
+  std::shared_ptr<ProcessPool> process_pool;  // process mode only
 
   std::shared_ptr<Broker> broker;
   WorkerOptions options;
@@ -150,9 +210,7 @@ struct Worker::State {
 
   // ---- dispatcher: reserve no more than free slots ----
 
-  std::size_t free_slots_locked() const {
-    return static_cast<std::size_t>(options.concurrency) - held.size();
-  }
+  std::size_t free_slots_locked() const { return static_cast<std::size_t>(slots) - held.size(); }
 
   std::vector<Job> reserve_up_to(std::size_t free) {
     std::vector<Job> jobs;
@@ -274,35 +332,13 @@ struct Worker::State {
       return;
     }
     announce_start(ctx);
-    std::optional<JobFailure> failure;
-    std::optional<EpochMs> retry_at;  // the handler's own choice of when to retry
-    std::string result;
-    try {
-      result = handler->second.handler(ctx);
-    } catch (const HandlerError& e) {
-      failure = JobFailure{e.type(), e.message(), e.traceback()};
-      retry_at = e.retry_at();
-    } catch (const JobTimeout& e) {
-      failure = JobFailure{"JobTimeout", e.what(), ""};
-    } catch (const JobCancelled& e) {
-      failure = JobFailure{"JobCancelled", e.what(), ""};
-    } catch (const std::exception& e) {
-      failure = JobFailure{"Error", e.what(), ""};
-    } catch (...) {
-      failure = JobFailure{"Error", "the handler threw a non-standard exception", ""};
-    }
-    if (!failure && ctx.stop_reason() == StopReason::kTimeout) {
-      failure =
-          JobFailure{"JobTimeout",
-                     "job ran past its timeout of " + std::to_string(job.timeout_ms) + " ms", ""};
-    }
-    if (failure) {
-      settle_failure(ctx, std::move(*failure), &handler->second.options, retry_at);
+    HandlerOutcome outcome = run_handler(handler->second.handler, ctx);
+    if (outcome.failure) {
+      settle_failure(ctx, std::move(*outcome.failure), &handler->second.options, outcome.retry_at);
     } else {
-      if (result.empty()) result = "null";
       std::lock_guard lock(mutex);
       if (!accept_outcome_locked(job.id)) return;
-      acks.push_back(Ack{LeaseRef{job.id, job.lease_token}, std::move(result)});
+      acks.push_back(Ack{LeaseRef{job.id, job.lease_token}, std::move(outcome.result)});
       settling.push_back(job.id);
       outcomes_cv.notify_one();
     }
@@ -637,6 +673,9 @@ struct Worker::State {
     outcomes_cv.notify_all();
     if (acker.joinable()) acker.join();
     release(overdue, report);
+    // The children of process mode: idle ones exit, busy ones (past the grace) are killed, and
+    // the handler threads waiting for them return.
+    if (process_pool) process_pool->stop();
     if (!observers.empty()) {
       for (const JobEvent& e : released) notify(e);
     }
@@ -683,6 +722,37 @@ void Worker::register_handler(std::string task, Handler handler, HandlerOptions 
   if (state_->started) throw ConfigError("register handlers before starting the worker");
   if (task.empty()) throw ConfigError("a handler needs a task name");
   if (!handler) throw ConfigError("handler for task '" + task + "' is empty");
+  if (options.hard_timeout > std::chrono::milliseconds::zero()) {
+    throw ConfigError(State::hard_timeout_refusal("hard_timeout of task '" + task + "'") +
+                      (state_->process_pool ? " (native handlers run in the supervisor)" : ""));
+  }
+  state_->handlers[std::move(task)] = State::Registered{std::move(handler), std::move(options)};
+}
+
+void Worker::register_child_task(std::string task, HandlerOptions options) {
+  std::lock_guard lock(state_->lifecycle_mutex);
+  if (state_->started) throw ConfigError("register handlers before starting the worker");
+  if (task.empty()) throw ConfigError("a handler needs a task name");
+  if (!state_->process_pool) {
+    throw ConfigError("task '" + task +
+                      "' is to run in a child process, but this worker is in thread mode "
+                      "(processes=0)");
+  }
+  const auto hard = options.hard_timeout > std::chrono::milliseconds::zero()
+                        ? options.hard_timeout
+                        : state_->options.hard_timeout;
+  std::weak_ptr<ProcessPool> pool = state_->process_pool;
+  Handler handler = [pool, hard](JobContext& ctx) -> std::string {
+    auto p = pool.lock();
+    if (!p) throw JobCancelled("job " + ctx.id() + " was stopped: the worker stopped");
+    HandlerOutcome outcome = p->run(ctx, hard);
+    if (outcome.failure) {
+      throw HandlerError(std::move(outcome.failure->type), std::move(outcome.failure->message),
+                         std::move(outcome.failure->traceback), outcome.retry_at);
+    }
+    return std::move(outcome.result);
+  };
+  options.hard_timeout = std::chrono::milliseconds::zero();
   state_->handlers[std::move(task)] = State::Registered{std::move(handler), std::move(options)};
 }
 
@@ -700,8 +770,11 @@ void Worker::start() {
   if (state_->started) return;
   state_->started = true;
   State* s = state_.get();
-  s->pool.reserve(static_cast<std::size_t>(s->options.concurrency));
-  for (int i = 0; i < s->options.concurrency; ++i) {
+  // Children first: they must be ready before jobs are reserved for them, and a child that
+  // cannot start (an app that fails to import) fails start() here.
+  if (s->process_pool) s->process_pool->start();
+  s->pool.reserve(static_cast<std::size_t>(s->slots));
+  for (int i = 0; i < s->slots; ++i) {
     s->pool.emplace_back([s] { s->handler_loop(); });
   }
   s->acker = std::jthread([s] { s->ack_loop(); });
@@ -731,6 +804,12 @@ WorkerStats Worker::stats() const {
   s.released = state_->n_released;
   s.lost = state_->n_lost;
   s.snoozed = state_->n_snoozed;
+  s.slots = static_cast<std::uint64_t>(state_->slots);
+  if (state_->process_pool) {
+    ProcessPoolStats ps = state_->process_pool->stats();
+    s.children = ps.children;
+    s.child_restarts = std::move(ps.restarts);
+  }
   std::lock_guard lock(state_->mutex);
   s.running = state_->held.size();
   return s;

@@ -101,22 +101,67 @@ class JobEventQueue:
     @property
     def dropped(self) -> int: ...
 
-class Worker:
+# Worker options: each argument left None takes the core's default (cpp/include/cinejobs/
+# worker.hpp, the one place defaults are written); the properties read what was chosen.
+# Durations are seconds; max_memory_per_child is MB.
+class WorkerOptions:
     def __init__(
         self,
-        broker: Broker,
         *,
-        queues: Sequence[str] = ("default",),
-        concurrency: int = 8,
+        queues: Sequence[str] | None = None,
+        concurrency: int | None = None,
         queue_concurrency: dict[str, int] | None = None,
-        max_batch: int = 256,
-        lease: float = 30.0,
-        heartbeat: float = 0.0,
-        poll_interval: float = 0.05,
-        grace: float = 30.0,
-        maintenance_interval: float = 0.0,
-        worker_id: str = "",
+        max_batch: int | None = None,
+        lease: float | None = None,
+        heartbeat: float | None = None,
+        poll_interval: float | None = None,
+        grace: float | None = None,
+        maintenance_interval: float | None = None,
+        worker_id: str | None = None,
+        processes: int | None = None,
+        child_command: Sequence[str] | None = None,
+        hard_timeout: float | None = None,
+        kill_grace: float | None = None,
+        max_jobs_per_child: int | None = None,
+        max_memory_per_child: int | None = None,
     ) -> None: ...
+    @property
+    def queues(self) -> list[str]: ...
+    @property
+    def concurrency(self) -> int: ...
+    @property
+    def queue_concurrency(self) -> dict[str, int]: ...
+    @property
+    def max_batch(self) -> int: ...
+    @property
+    def lease(self) -> float: ...
+    @property
+    def heartbeat(self) -> float: ...
+    @property
+    def poll_interval(self) -> float: ...
+    @property
+    def grace(self) -> float: ...
+    @property
+    def maintenance_interval(self) -> float: ...
+    @property
+    def worker_id(self) -> str: ...
+    @property
+    def processes(self) -> int: ...
+    @property
+    def child_command(self) -> list[str]: ...
+    @property
+    def hard_timeout(self) -> float: ...
+    @property
+    def kill_grace(self) -> float: ...
+    @property
+    def max_jobs_per_child(self) -> int: ...
+    @property
+    def max_memory_per_child(self) -> int: ...
+
+class Worker:
+    def __init__(self, broker: Broker, options: WorkerOptions) -> None: ...
+    @property
+    def options(self) -> WorkerOptions: ...
     # runner is called on a handler thread with the GIL held, once per job.
     def register(
         self,
@@ -127,6 +172,18 @@ class Worker:
         retry_backoff_max: float = 600.0,
         rate_limiter: RateLimiter | None = None,
         rate_limit_key: Callable[[str, str], str] | None = None,
+        hard_timeout: float = 0.0,
+    ) -> None: ...
+    # Process mode: jobs of `task` run in the child processes (which have its runner).
+    def register_child_task(
+        self,
+        task: str,
+        *,
+        retry_backoff: float = 1.0,
+        retry_backoff_max: float = 600.0,
+        rate_limiter: RateLimiter | None = None,
+        rate_limit_key: Callable[[str, str], str] | None = None,
+        hard_timeout: float = 0.0,
     ) -> None: ...
     # Before start(): the queue receives every job event of this worker.
     def add_observer(self, queue: JobEventQueue) -> None: ...
@@ -147,8 +204,13 @@ class Worker:
     def stop(self, grace: float = -1.0) -> dict[str, Any]: ...
     @property
     def running(self) -> bool: ...
-    # reserved, succeeded, failed, retried, cancelled, released, lost, snoozed, running
-    def stats(self) -> dict[str, int]: ...
+    # reserved, succeeded, failed, retried, cancelled, released, lost, snoozed, running, slots,
+    # children, child_restarts ({cause: count})
+    def stats(self) -> dict[str, Any]: ...
+
+# In a child process of process mode: serve the supervisor with these runners (by task name)
+# until it closes the socket. Reads CINEJOBS_CHILD_* from the environment.
+def run_child(runners: dict[str, Callable[[JobContext], RunnerResult]]) -> None: ...
 
 # A rate limit held in a store: "local" (this process) or a broker URL (shared by every process
 # on that broker). Raises ConfigError for a bad rate, burst, name or URL.

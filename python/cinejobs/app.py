@@ -171,6 +171,7 @@ class Task(Generic[P, R]):
         unique: Callable[..., str | None] | None,
         rate_limit_burst: int = 1,
         rate_limit_key: Callable[..., str | None] | None = None,
+        hard_timeout: float | None = None,
     ) -> None:
         self.app = app
         self.fn = fn
@@ -178,6 +179,7 @@ class Task(Generic[P, R]):
         self.queue = queue
         self.max_attempts = max_attempts
         self.timeout = timeout
+        self.hard_timeout = hard_timeout
         self.priority = priority
         self.retry_backoff = retry_backoff
         self.retry_backoff_max = retry_backoff_max
@@ -348,6 +350,7 @@ class App:
         queue: str = "default",
         max_attempts: int = 3,
         timeout: float | None = None,
+        hard_timeout: float | None = None,
         priority: int = 0,
         retry_backoff: float = 1.0,
         retry_backoff_max: float = 600.0,
@@ -366,6 +369,7 @@ class App:
         queue: str = "default",
         max_attempts: int = 3,
         timeout: float | None = None,
+        hard_timeout: float | None = None,
         priority: int = 0,
         retry_backoff: float = 1.0,
         retry_backoff_max: float = 600.0,
@@ -379,7 +383,10 @@ class App:
 
         ``name`` defaults to ``module.qualname``; workers find the function by it, so keep it
         stable (and note that a script run as ``__main__`` names its tasks ``__main__.*``).
-        ``timeout`` is a soft run-time limit in seconds; ``retry_backoff`` the first retry
+        ``timeout`` is a soft run-time limit in seconds (the job's ``cancel_requested`` turns
+        true and ``progress()`` raises JobTimeout); ``hard_timeout`` a hard one, enforced in
+        process mode (``cinejobs worker --processes N``) by killing the child process that runs
+        the job past it, and refused by a worker in thread mode; ``retry_backoff`` the first retry
         delay in seconds, doubled per attempt up to ``retry_backoff_max``, with jitter;
         ``unique`` a callable taking the task's arguments and returning the job's unique key
         (or None for no key).
@@ -399,6 +406,7 @@ class App:
                 queue=queue,
                 max_attempts=max_attempts,
                 timeout=timeout,
+                hard_timeout=hard_timeout,
                 priority=priority,
                 retry_backoff=retry_backoff,
                 retry_backoff_max=retry_backoff_max,
@@ -427,6 +435,7 @@ class App:
         rate_limit_burst: int,
         rate_limit_key: Callable[..., str | None] | None,
         unique: Callable[..., str | None] | None,
+        hard_timeout: float | None = None,
     ) -> Task[P, R]:
         if not callable(fn):
             raise TypeError(f"@app.task decorates a function, got {type(fn).__qualname__}")
@@ -439,6 +448,7 @@ class App:
         if _check_int(max_attempts, f"{where}: max_attempts") < 1:
             raise ConfigError(f"{where}: max_attempts must be at least 1, got {max_attempts}")
         _timeout_ms(timeout, f"{where}: timeout")
+        _timeout_ms(hard_timeout, f"{where}: hard_timeout")
         _check_int(priority, f"{where}: priority")
         for label, value in (
             ("retry_backoff", retry_backoff),
@@ -490,6 +500,7 @@ class App:
             queue=queue,
             max_attempts=max_attempts,
             timeout=timeout,
+            hard_timeout=hard_timeout,
             priority=priority,
             retry_backoff=float(retry_backoff),
             retry_backoff_max=float(retry_backoff_max),
@@ -897,19 +908,31 @@ class App:
     def worker(
         self,
         queues: Iterable[str] | None = None,
-        concurrency: int = 8,
+        concurrency: int | None = None,
         **options: Any,
     ) -> Worker:
         """An embedded worker running this app's tasks (and the builtins ``cinejobs.noop`` and
         ``cinejobs.sleep``) on the app's broker; a context manager that starts it on enter and
         stops it gracefully on exit.
 
-        ``queues`` default to the queues of the app's tasks. Options: ``lease``,
-        ``heartbeat``, ``poll_interval``, ``grace``, ``maintenance_interval`` (seconds),
-        ``queue_concurrency`` ({queue: limit}), ``max_batch``, ``worker_id``, ``tmdb``
-        (settings of the native TMDB pipeline: ``rate``, ``film_store``, ``cache``,
-        ``rate_limit_store``, ``sync_url``; see :mod:`cinejobs.films`).
+        ``queues`` default to the queues of the app's tasks. Options (None or absent: the
+        core's default): ``lease``, ``heartbeat``, ``poll_interval``, ``grace``,
+        ``maintenance_interval`` (seconds), ``queue_concurrency`` ({queue: limit}),
+        ``max_batch``, ``worker_id``, ``tmdb`` (settings of the native TMDB pipeline: ``rate``,
+        ``film_store``, ``cache``, ``rate_limit_store``, ``sync_url``; see
+        :mod:`cinejobs.films`).
+
+        Process mode: ``processes=N`` runs the app's tasks in N child processes, each running
+        up to ``concurrency`` jobs, while this process keeps the broker; with it
+        ``hard_timeout`` (seconds, the default of tasks without their own),
+        ``max_jobs_per_child``, ``max_memory_per_child`` (MB) and ``kill_grace`` (seconds from
+        SIGTERM to SIGKILL). Each child imports the app again: by the spec the CLI loaded it
+        from, else by the module-level name it is bound to.
         """
+        if options.get("processes") and options.get("child_command") is None:
+            from ._child import child_command
+
+            options["child_command"] = child_command(self)
         return Worker(
             self.broker,
             list(self._tasks.values()),
@@ -921,7 +944,7 @@ class App:
     def run_worker(
         self,
         queues: Iterable[str] | None = None,
-        concurrency: int = 8,
+        concurrency: int | None = None,
         *,
         on_start: Callable[[Worker], None] | None = None,
         on_status: Callable[[Worker], None] | None = None,

@@ -72,6 +72,8 @@ def load_app(spec: str) -> App:
         obj = obj()
     if not isinstance(obj, App):
         raise CliError(f"--app {spec!r} is a {type(obj).__qualname__}, not a cinejobs.App")
+    # The child processes of process mode import the app the same way.
+    obj._import_spec = spec
     return obj
 
 
@@ -184,15 +186,34 @@ def cmd_worker(args: argparse.Namespace) -> int:
     app = None if celery_app is not None else _app_for(args)
     broker_url = app.broker_url if app is not None else celery_app.conf.broker_url
     queues = _parse_queues(args.queues)
-    options: dict[str, Any] = {}
-    if args.grace is not None:
-        options["grace"] = args.grace
-    if args.lease is not None:
-        options["lease"] = args.lease
-    if args.poll_interval is not None:
-        options["poll_interval"] = args.poll_interval
+    # Only what was given: the core fills in the rest (cinejobs._core.WorkerOptions).
+    options: dict[str, Any] = {
+        name: getattr(args, name)
+        for name in (
+            "grace",
+            "lease",
+            "poll_interval",
+            "processes",
+            "hard_timeout",
+            "max_jobs_per_child",
+            "max_memory_per_child",
+        )
+        if getattr(args, name) is not None
+    }
+    if celery_app is not None and options.get("processes"):
+        raise CliError(
+            "--processes runs cinejobs tasks in child processes; a --celery worker runs in "
+            "thread mode only (use celery's own prefork pool for Celery tasks that need it)"
+        )
+    for name in ("hard_timeout", "max_jobs_per_child", "max_memory_per_child"):
+        if name in options and not options.get("processes"):
+            flag = "--" + name.replace("_", "-")
+            raise CliError(
+                f"{flag} needs process mode (--processes N): a thread cannot be killed or "
+                "recycled, a child process can"
+            )
     status = StatusLine(sys.stdout, prefix="cinejobs worker: ")
-    grace = options.get("grace", 30.0)
+    grace = options.get("grace", _core.WorkerOptions().grace)
 
     if args.with_scheduler and app is None:
         raise CliError("--with-scheduler runs cinejobs schedules; a --celery worker has none")
@@ -205,10 +226,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
             if celery_app is not None
             else " (+ builtins cinejobs.noop, cinejobs.sleep, cinejobs.prune)"
         )
+        processes = getattr(worker, "processes", 0)
+        mode = (
+            f"{processes} child processes x concurrency {worker.concurrency}"
+            if processes
+            else f"concurrency {worker.concurrency}"
+        )
         status.log(
             f"cinejobs worker {os.getpid()} started: broker {broker_url}, queues "
-            f"{','.join(worker.queues)}, concurrency {worker.concurrency}; tasks: {tasks}"
-            + builtins
+            f"{','.join(worker.queues)}, {mode}; tasks: {tasks}" + builtins
         )
         if scheduler is not None:
             scheduler.start()
@@ -528,32 +554,63 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated queues to consume (default: the queues of the app's tasks, "
         "else 'default')",
     )
+    defaults = _core.WorkerOptions()  # the core's defaults, shown in the help
     w.add_argument(
         "--concurrency",
         type=_positive_int,
-        default=8,
         metavar="N",
-        help="jobs run at once, and the most this worker reserves (default: 8)",
+        help="jobs run at once, and the most this worker reserves; with --processes, jobs "
+        f"each child runs at once (default: {defaults.concurrency})",
     )
     w.add_argument(
         "--grace",
         type=_seconds,
         metavar="S",
         help="seconds running jobs get to finish on stop before they return to the queue "
-        "(default: 30)",
+        f"(default: {defaults.grace:g})",
     )
     w.add_argument(
         "--lease",
         type=_seconds,
         metavar="S",
         help="seconds a reserved job stays leased without renewal; a dead worker's jobs are "
-        "queued again after it (default: 30)",
+        f"queued again after it (default: {defaults.lease:g})",
     )
     w.add_argument(
         "--poll-interval",
         type=_seconds,
         metavar="S",
-        help="longest idle wait between looks for new jobs (default: 0.05)",
+        help=f"longest idle wait between looks for new jobs (default: {defaults.poll_interval:g})",
+    )
+    w.add_argument(
+        "--processes",
+        type=_positive_int,
+        metavar="N",
+        help="process mode: run the app's tasks in N child processes (spawned, each importing "
+        "the app once) while this process alone talks to the broker; a child that crashes, "
+        "runs past its hard time limit or is recycled is replaced, failing or retrying only "
+        "its own jobs (default: thread mode, every job on this process's threads)",
+    )
+    w.add_argument(
+        "--hard-timeout",
+        type=_seconds,
+        metavar="S",
+        help="with --processes: the hard time limit of tasks that set no hard_timeout; the "
+        "child running a job past it is killed (SIGTERM, then SIGKILL) and the job fails "
+        "with JobTimeout or is retried (default: none)",
+    )
+    w.add_argument(
+        "--max-jobs-per-child",
+        type=_positive_int,
+        metavar="N",
+        help="with --processes: replace a child after N jobs (default: never)",
+    )
+    w.add_argument(
+        "--max-memory-per-child",
+        type=_positive_int,
+        metavar="MB",
+        help="with --processes: replace a child whose resident memory after a job is over MB "
+        "megabytes; it finishes its jobs first (default: no limit)",
     )
     w.add_argument(
         "--with-scheduler",

@@ -19,7 +19,7 @@ import inspect
 import json
 import threading
 import traceback
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -204,41 +204,58 @@ class Worker:
         tasks: Iterable[Task[..., Any]],
         *,
         queues: Iterable[str],
-        concurrency: int = 8,
+        concurrency: int | None = None,
         queue_concurrency: Mapping[str, int] | None = None,
-        max_batch: int = 256,
-        lease: float = 30.0,
-        heartbeat: float = 0.0,
-        poll_interval: float = 0.05,
-        grace: float = 30.0,
-        maintenance_interval: float = 0.0,
-        worker_id: str = "",
+        max_batch: int | None = None,
+        lease: float | None = None,
+        heartbeat: float | None = None,
+        poll_interval: float | None = None,
+        grace: float | None = None,
+        maintenance_interval: float | None = None,
+        worker_id: str | None = None,
+        processes: int | None = None,
+        child_command: Sequence[str] | None = None,
+        hard_timeout: float | None = None,
+        kill_grace: float | None = None,
+        max_jobs_per_child: int | None = None,
+        max_memory_per_child: int | None = None,
         tmdb: Mapping[str, str] | None = None,
     ) -> None:
-        self.queues = list(queues)
-        self.concurrency = concurrency
-        self.grace = grace
         self.tasks = list(tasks)
-        self._core = _core.Worker(
-            broker,
-            queues=self.queues,
-            concurrency=concurrency,
-            queue_concurrency=dict(queue_concurrency) if queue_concurrency else None,
-            max_batch=max_batch,
-            lease=lease,
-            heartbeat=heartbeat,
-            poll_interval=poll_interval,
-            grace=grace,
-            maintenance_interval=maintenance_interval,
-            worker_id=worker_id,
-        )
+        # What the caller gave; the core fills in every default (cpp/include/cinejobs/worker.hpp)
+        # and validates, so no default is written twice.
+        given = {
+            "queues": list(queues),
+            "concurrency": concurrency,
+            "queue_concurrency": dict(queue_concurrency) if queue_concurrency else None,
+            "max_batch": max_batch,
+            "lease": lease,
+            "heartbeat": heartbeat,
+            "poll_interval": poll_interval,
+            "grace": grace,
+            "maintenance_interval": maintenance_interval,
+            "worker_id": worker_id,
+            "processes": processes,
+            "child_command": list(child_command) if child_command is not None else None,
+            "hard_timeout": hard_timeout,
+            "kill_grace": kill_grace,
+            "max_jobs_per_child": max_jobs_per_child,
+            "max_memory_per_child": max_memory_per_child,
+        }
+        options = _core.WorkerOptions(**{k: v for k, v in given.items() if v is not None})
+        self._core = _core.Worker(broker, options)
+        self.options = self._core.options
+        self.queues = list(self.options.queues)
+        self.concurrency = self.options.concurrency
+        self.processes = self.options.processes
+        self.grace = self.options.grace
         self._loop: _EventLoopThread | None = None
         self._loop_lock = threading.Lock()
         self._stop_report: dict[str, Any] | None = None
         self._core.register_builtins()
         # The native TMDB pipeline (tmdb.enrich, tmdb.sync): settings from the environment,
         # overridden by `tmdb` (rate, film_store, cache, rate_limit_store, sync_url). Nothing is
-        # opened until a tmdb job arrives.
+        # opened until a tmdb job arrives. Native handlers run in this process in either mode.
         self._core.register_tmdb(**dict(tmdb or {}))
         for task in self.tasks:
             # A task's limit lives in the broker's store under "task:<name>", so every worker on
@@ -250,6 +267,18 @@ class Worker:
                 if task.rate_limit is not None
                 else None
             )
+            if self.processes > 0:
+                # Process mode: the child processes run the function; this process keeps the
+                # broker, the retries, the rate limit and the hard time limit.
+                self._core.register_child_task(
+                    task.name,
+                    retry_backoff=task.retry_backoff,
+                    retry_backoff_max=task.retry_backoff_max,
+                    rate_limiter=limiter,
+                    rate_limit_key=make_rate_limit_key(task),
+                    hard_timeout=task.hard_timeout or 0.0,
+                )
+                continue
             self._core.register(
                 task.name,
                 make_runner(task, self._event_loop),
@@ -257,6 +286,7 @@ class Worker:
                 retry_backoff_max=task.retry_backoff_max,
                 rate_limiter=limiter,
                 rate_limit_key=make_rate_limit_key(task),
+                hard_timeout=task.hard_timeout or 0.0,
             )
 
     def register(self, name: str, runner: Callable[[_core.JobContext], _core.RunnerResult]) -> None:
@@ -280,8 +310,10 @@ class Worker:
         return [t.name for t in self.tasks]
 
     def start(self) -> Worker:
-        """Start reserving and running jobs. Calling it again does nothing."""
-        if any(t.is_async for t in self.tasks):
+        """Start reserving and running jobs. Calling it again does nothing. In process mode the
+        child processes are started first; ConfigError when one cannot start (its output says
+        why, e.g. the app failed to import)."""
+        if self.processes == 0 and any(t.is_async for t in self.tasks):
             self._event_loop()
         self._core.start()
         batch._lifecycle.worker_started(self)
@@ -292,6 +324,8 @@ class Worker:
         up to ``grace`` seconds (the worker's own when None) for running jobs, return the rest
         to their queue. Safe to call twice; the second call returns the first report."""
         if self._stop_report is None:
+            # The stop waits for handler threads (and in process mode, child processes): without
+            # the GIL, so that Python jobs can finish meanwhile.
             report = self._core.stop(-1.0 if grace is None else max(0.0, grace))
             self._stop_report = dict(report)
             # Batchers opened while the worker ran hold its jobs' output: write it out now.
@@ -307,9 +341,11 @@ class Worker:
         """True between start() and stop()."""
         return self._core.running
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
         """Counters: reserved, succeeded, failed (final), retried, cancelled, released, lost,
-        snoozed (held back by a rate limit), running (jobs held now)."""
+        snoozed (held back by a rate limit), running (jobs held now), slots (the most held at
+        once), children (child processes alive, process mode) and child_restarts ({cause:
+        count}: crashed, hard_timeout, max_jobs, max_memory)."""
         return dict(self._core.stats())
 
     def __enter__(self) -> Worker:

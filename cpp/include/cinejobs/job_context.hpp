@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -17,14 +18,21 @@ namespace cinejobs {
 // StopReason says why a running job's token was set; the first reason set wins.
 enum class StopReason : int { kNone = 0, kCancelled, kTimeout, kShutdown, kLeaseLost };
 
+// ProgressSink stores a progress report somewhere other than a broker (a child process sends it
+// to its supervisor); it returns false when the job no longer owns its lease.
+using ProgressSink = std::function<bool(const std::string& id, const Progress& progress)>;
+
 class JobContext : public std::enable_shared_from_this<JobContext> {
  public:
   JobContext(Job job, std::shared_ptr<Broker> broker);
+  // A job run away from its broker (in a child process): progress goes to `sink`, and broker()
+  // throws ConfigError (handlers that need the broker run in the supervisor).
+  JobContext(Job job, ProgressSink sink);
 
   const Job& job() const noexcept { return job_; }
   const std::string& id() const noexcept { return job_.id; }
   // broker is the broker the job came from (maintenance handlers such as cinejobs.prune use it).
-  Broker& broker() const noexcept { return *broker_; }
+  Broker& broker() const;
 
   // progress stores fraction (clamped to 0..1), step and message in the broker. Throws
   // JobCancelled or JobTimeout when the token is set, so a handler that reports progress stops
@@ -46,6 +54,7 @@ class JobContext : public std::enable_shared_from_this<JobContext> {
  private:
   Job job_;
   std::shared_ptr<Broker> broker_;
+  ProgressSink sink_;
   std::atomic<int> reason_{0};
 };
 

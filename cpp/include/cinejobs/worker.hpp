@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,18 @@ namespace cinejobs {
 // what() and the type "Error".
 using Handler = std::function<std::string(JobContext&)>;
 
+// HandlerOutcome: what one run of a handler produced, its result or why it failed.
+struct HandlerOutcome {
+  std::string result = "null";  // JSON text
+  std::optional<JobFailure> failure;
+  std::optional<EpochMs> retry_at;  // the handler's own choice of when to retry
+};
+
+// run_handler calls `handler` and turns whatever it throws into a failure; a job whose token
+// says timeout fails with JobTimeout even when its handler returned. The one execution path of
+// a worker's threads and of a child process's.
+HandlerOutcome run_handler(const Handler& handler, JobContext& ctx) noexcept;
+
 struct HandlerOptions {
   // Retry delay after attempt n is retry_backoff * 2^(n-1), capped at retry_backoff_max, with
   // +-50% jitter so a failing upstream is not hit by every retry at once.
@@ -42,6 +55,10 @@ struct HandlerOptions {
   // rate_limit_key, when set, names the job's own bucket of the limit (from its arguments; ""
   // is the shared bucket). An exception it throws fails the attempt like the handler's would.
   std::function<std::string(const Job&)> rate_limit_key;
+  // Hard time limit of a task run in a child process (register_child_task): past it the child
+  // is killed and the job fails with JobTimeout. Zero: WorkerOptions::hard_timeout. A thread
+  // cannot be killed, so register_handler refuses a non-zero value.
+  std::chrono::milliseconds hard_timeout = std::chrono::milliseconds::zero();
 };
 
 struct WorkerOptions {
@@ -62,6 +79,22 @@ struct WorkerOptions {
   // How often expired leases are recovered and finished jobs pruned; zero means lease / 2.
   std::chrono::milliseconds maintenance_interval = std::chrono::milliseconds::zero();
   std::string worker_id;  // empty: host:pid:random
+
+  // ---- process mode (process_pool.hpp) ----
+  // Child processes that run the tasks registered with register_child_task; zero runs every
+  // handler on this process's threads (thread mode). In process mode `concurrency` is the jobs
+  // each child runs at once, and the worker holds up to processes * concurrency jobs.
+  int processes = 0;
+  // argv that starts one child (the Python layer passes its interpreter and app).
+  std::vector<std::string> child_command;
+  // Default hard time limit of child tasks; zero means none. Refused in thread mode.
+  std::chrono::milliseconds hard_timeout = std::chrono::milliseconds::zero();
+  // After a hard time limit's SIGTERM, how long a child has before SIGKILL.
+  std::chrono::milliseconds kill_grace = std::chrono::seconds(1);
+  // Replace a child after this many jobs; zero means never.
+  std::uint64_t max_jobs_per_child = 0;
+  // Replace a child whose resident memory after a job exceeds this many MB; zero means never.
+  std::uint64_t max_memory_per_child_mb = 0;
 };
 
 struct WorkerStats {
@@ -74,6 +107,10 @@ struct WorkerStats {
   std::uint64_t lost = 0;      // results dropped because the lease was lost
   std::uint64_t snoozed = 0;   // deliveries held back by their task's rate limit
   std::uint64_t running = 0;   // jobs held right now
+  std::uint64_t slots = 0;     // the most jobs held at once
+  int children = 0;            // child processes alive (process mode)
+  // Children replaced, by cause: crashed, hard_timeout, max_jobs, max_memory.
+  std::map<std::string, std::uint64_t> child_restarts;
 };
 
 struct StopReport {
@@ -92,6 +129,9 @@ class Worker {
   // register_handler adds or replaces the handler for `task`. Must be called before start().
   void register_handler(std::string task, Handler handler, HandlerOptions options = {});
   bool has_handler(const std::string& task) const;
+  // register_child_task runs jobs of `task` in the child processes (process mode only; a child
+  // must have a handler of that name). Must be called before start().
+  void register_child_task(std::string task, HandlerOptions options = {});
   // add_observer makes `observer` receive every job event of this worker (job_events.hpp). Must
   // be called before start().
   void add_observer(std::shared_ptr<JobObserver> observer);

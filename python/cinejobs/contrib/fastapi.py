@@ -85,7 +85,7 @@ def lifespan(
     worker: bool = True,
     scheduler: bool = False,
     queues: Iterable[str] | None = None,
-    concurrency: int = 8,
+    concurrency: int | None = None,
     scheduler_options: Mapping[str, Any] | None = None,
     **worker_options: Any,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:

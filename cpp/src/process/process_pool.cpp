@@ -1,0 +1,623 @@
+#include "cinejobs/process_pool.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "cinejobs/errors.hpp"
+#include "cinejobs/worker.hpp"
+#include "process/frames.hpp"
+
+extern char** environ;
+
+namespace cinejobs {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using detail::FrameType;
+using detail::UniqueFd;
+using std::chrono::milliseconds;
+
+void log_warning(const std::string& message) {
+  std::fprintf(stderr, "cinejobs worker: %s\n", message.c_str());
+}
+
+// describe_exit says how a child ended, e.g. "signal 11 (SIGSEGV)" or "exit code 1".
+std::string describe_exit(int status) {
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    const char* abbrev = ::sigabbrev_np(sig);
+    return "killed by signal " + std::to_string(sig) +
+           (abbrev != nullptr ? " (SIG" + std::string(abbrev) + ")" : std::string());
+  }
+  if (WIFEXITED(status)) return "exit code " + std::to_string(WEXITSTATUS(status));
+  return "unknown status " + std::to_string(status);
+}
+
+std::string format_seconds(milliseconds d) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%g s", static_cast<double>(d.count()) / 1000.0);
+  return text;
+}
+
+// resident_mb reads a process's resident memory from /proc; 0 when it cannot be read.
+std::uint64_t resident_mb(pid_t pid) {
+  std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
+  std::uint64_t size = 0;
+  std::uint64_t resident = 0;
+  if (!(statm >> size >> resident)) return 0;
+  const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  return resident * page / (1024 * 1024);
+}
+
+// A job sent to a child, from run() until its outcome is known.
+struct Pending {
+  JobContext* ctx = nullptr;
+  bool done = false;
+  HandlerOutcome outcome;
+  std::condition_variable cv;
+};
+
+struct Child {
+  pid_t pid = -1;
+  UniqueFd fd;
+  std::mutex write_mutex;  // run() and stop frames come from several handler threads
+  bool ready = false;
+  bool exiting = false;  // told to exit (recycled, or the pool stops): takes no job
+  int running = 0;
+  std::uint64_t jobs_done = 0;
+  std::string recycle_cause;   // "max_jobs" or "max_memory" once it is to be replaced
+  std::string killed_for_job;  // the job whose hard time limit killed it
+  milliseconds hard_limit{0};  // ...and that limit
+  std::unordered_map<std::string, std::shared_ptr<Pending>> pending;
+  detail::FrameReader reader;
+  Clock::time_point spawned_at;
+};
+
+HandlerOutcome failure(std::string type, std::string message) {
+  HandlerOutcome out;
+  out.failure = JobFailure{std::move(type), std::move(message), ""};
+  return out;
+}
+
+}  // namespace
+
+struct ProcessPool::State {
+  explicit State(ProcessPoolOptions o) : options(std::move(o)) {
+    if (options.processes < 1) {
+      throw ConfigError("process mode needs at least 1 child process, got " +
+                        std::to_string(options.processes));
+    }
+    if (options.concurrency < 1) {
+      throw ConfigError("each child process needs a concurrency of at least 1");
+    }
+    if (options.command.empty()) {
+      throw ConfigError("process mode needs the command that starts a child process");
+    }
+  }
+
+  ProcessPoolOptions options;
+  mutable std::mutex mutex;
+  std::condition_variable changed;  // a child became ready, freed a slot, or died
+  std::vector<std::shared_ptr<Child>> children;
+  std::map<std::string, std::uint64_t> restarts;
+  int missing = 0;                 // children to spawn (deaths not yet replaced)
+  int failed_starts = 0;           // children in a row that died before they were ready
+  Clock::time_point respawn_at{};  // backoff after failed starts
+  std::string start_failure;       // why a child died before it was ready, during start()
+  bool started = false;
+  bool stopping = false;
+  UniqueFd wake;  // eventfd: the loop's poll wakes on it
+  std::jthread loop;
+
+  // ---- spawning (on the loop thread only) ----
+
+  std::shared_ptr<Child> spawn() {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+      throw Error(std::string("cannot create a socket pair for a child process: ") +
+                  std::strerror(errno));
+    }
+    UniqueFd mine(sv[0]);
+    UniqueFd theirs(sv[1]);
+    if (theirs.get() == 3) {
+      // dup2 onto itself would keep FD_CLOEXEC: move it away from 3 first.
+      theirs = UniqueFd(::fcntl(theirs.get(), F_DUPFD_CLOEXEC, 10));
+      if (theirs.get() < 0) throw Error("cannot duplicate a child process's socket");
+    }
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, theirs.get(), 3);
+    // Nothing else of the supervisor's (broker sockets, database files) reaches the child.
+    posix_spawn_file_actions_addclosefrom_np(&actions, 4);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t empty;
+    sigemptyset(&empty);
+    sigset_t defaults;
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGTERM);
+    sigaddset(&defaults, SIGINT);
+    sigaddset(&defaults, SIGPIPE);
+    posix_spawnattr_setsigmask(&attr, &empty);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(
+        &attr,
+        static_cast<short>(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP));
+    std::vector<std::string> env_text;
+    for (char** e = environ; *e != nullptr; ++e) {
+      if (std::strncmp(*e, "CINEJOBS_CHILD_", 15) != 0) env_text.emplace_back(*e);
+    }
+    env_text.push_back("CINEJOBS_CHILD_FD=3");
+    env_text.push_back("CINEJOBS_CHILD_CONCURRENCY=" + std::to_string(options.concurrency));
+    env_text.push_back("CINEJOBS_CHILD_SUPERVISOR=" + std::to_string(::getpid()));
+    std::vector<char*> envp;
+    for (auto& e : env_text) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    std::vector<std::string> args = options.command;
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid = -1;
+    const int rc = ::posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) {
+      throw ConfigError("cannot start a child process '" + options.command[0] +
+                        "': " + std::strerror(rc));
+    }
+    auto child = std::make_shared<Child>();
+    child->pid = pid;
+    child->fd = std::move(mine);
+    child->spawned_at = Clock::now();
+    return child;
+  }
+
+  // ---- the loop: reads every child's frames, notices deaths, replaces children ----
+
+  void run_loop(std::stop_token stop) {
+    std::vector<char> buffer(64 * 1024);
+    while (!stop.stop_requested()) {
+      std::vector<std::shared_ptr<Child>> watched;
+      milliseconds timeout(1000);
+      {
+        std::unique_lock lock(mutex);
+        if (stopping) break;
+        spawn_missing_locked(lock);
+        watched = children;
+        if (missing > 0) timeout = milliseconds(100);
+      }
+      std::vector<pollfd> fds;
+      fds.push_back(pollfd{wake.get(), POLLIN, 0});
+      for (const auto& c : watched) fds.push_back(pollfd{c->fd.get(), POLLIN, 0});
+      const int n = ::poll(fds.data(), fds.size(), static_cast<int>(timeout.count()));
+      if (n < 0 && errno != EINTR) {
+        log_warning(std::string("poll on child processes failed: ") + std::strerror(errno));
+      }
+      if (n <= 0) {
+        check_start_timeouts();
+        continue;
+      }
+      if ((fds[0].revents & POLLIN) != 0) {
+        std::uint64_t value = 0;
+        (void)!::read(wake.get(), &value, sizeof(value));
+      }
+      for (std::size_t i = 1; i < fds.size(); ++i) {
+        if (fds[i].revents == 0) continue;
+        const auto& child = watched[i - 1];
+        const ssize_t got = ::recv(child->fd.get(), buffer.data(), buffer.size(), MSG_DONTWAIT);
+        if (got > 0) {
+          child->reader.feed(buffer.data(), static_cast<std::size_t>(got));
+          if (!handle_frames(*child)) on_exit(child, "sent a corrupt message");
+        } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
+          on_exit(child, "");
+        }
+      }
+      check_start_timeouts();
+    }
+    shut_down_children();
+  }
+
+  void spawn_missing_locked(std::unique_lock<std::mutex>& lock) {
+    if (missing == 0 || Clock::now() < respawn_at) return;
+    while (missing > 0) {
+      lock.unlock();
+      std::shared_ptr<Child> child;
+      std::string error;
+      try {
+        child = spawn();
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+      lock.lock();
+      if (!child) {
+        start_failure = error;
+        respawn_at = Clock::now() + backoff_locked();
+        log_warning(error + "; trying again");
+        changed.notify_all();
+        return;
+      }
+      children.push_back(std::move(child));
+      --missing;
+    }
+  }
+
+  milliseconds backoff_locked() {
+    ++failed_starts;
+    const int shift = std::min(failed_starts, 7);
+    return std::min<milliseconds>(milliseconds(100) * (1 << shift), std::chrono::seconds(10));
+  }
+
+  // handle_frames acts on every whole frame read from `child`; false when the stream is corrupt.
+  bool handle_frames(Child& child) {
+    try {
+      while (auto frame = child.reader.next()) handle(child, *frame);
+      return true;
+    } catch (const std::exception& e) {
+      log_warning("child process " + std::to_string(child.pid) + ": " + e.what());
+      return false;
+    }
+  }
+
+  void handle(Child& child, detail::Frame& frame) {
+    auto& f = frame.fields;
+    switch (frame.type) {
+      case FrameType::kReady: {
+        std::lock_guard lock(mutex);
+        child.ready = true;
+        failed_starts = 0;
+        changed.notify_all();
+        return;
+      }
+      case FrameType::kProgress: {
+        if (f.size() < 4) throw InvalidPayload("a progress message with too few fields");
+        std::shared_ptr<Pending> p;
+        {
+          std::lock_guard lock(mutex);
+          auto it = child.pending.find(f[0]);
+          if (it != child.pending.end()) p = it->second;
+        }
+        if (!p) return;  // a late report of a job already settled
+        try {
+          p->ctx->progress(std::stod(f[1]), std::move(f[2]), std::move(f[3]));
+        } catch (const std::exception&) {
+          // The token is set (cancelled, timed out): the waiting run() passes that on.
+        }
+        return;
+      }
+      case FrameType::kDone: {
+        if (f.size() < 3) throw InvalidPayload("a job outcome with too few fields");
+        HandlerOutcome outcome;
+        if (f[1] == "ok") {
+          outcome.result = std::move(f[2]);
+        } else {
+          if (f.size() < 6) throw InvalidPayload("a job failure with too few fields");
+          outcome.failure = JobFailure{std::move(f[2]), std::move(f[3]), std::move(f[4])};
+          if (!f[5].empty()) outcome.retry_at = std::stoll(f[5]);
+        }
+        std::lock_guard lock(mutex);
+        auto it = child.pending.find(f[0]);
+        if (it == child.pending.end()) return;
+        std::shared_ptr<Pending> p = std::move(it->second);
+        child.pending.erase(it);
+        --child.running;
+        ++child.jobs_done;
+        p->outcome = std::move(outcome);
+        p->done = true;
+        p->cv.notify_all();
+        consider_recycling_locked(child);
+        changed.notify_all();
+        return;
+      }
+      default:
+        throw InvalidPayload("a message of unknown type " +
+                             std::to_string(static_cast<int>(frame.type)));
+    }
+  }
+
+  // consider_recycling_locked retires a child past its job count or memory cap: it takes no new
+  // job and, once idle, is told to exit (its socket's write side closes; it finishes and exits).
+  void consider_recycling_locked(Child& child) {
+    if (child.recycle_cause.empty() && !child.exiting) {
+      if (options.max_jobs > 0 && child.jobs_done >= options.max_jobs) {
+        child.recycle_cause = "max_jobs";
+      } else if (options.max_memory_mb > 0) {
+        const std::uint64_t mb = resident_mb(child.pid);
+        if (mb > options.max_memory_mb) {
+          child.recycle_cause = "max_memory";
+          log_warning("child process " + std::to_string(child.pid) + " uses " + std::to_string(mb) +
+                      " MB, over --max-memory-per-child " + std::to_string(options.max_memory_mb) +
+                      " MB: replacing it");
+        }
+      }
+      if (!child.recycle_cause.empty()) child.exiting = true;
+    }
+    if (child.exiting && child.running == 0) ::shutdown(child.fd.get(), SHUT_WR);
+  }
+
+  // on_exit reaps a child whose socket closed, settles the jobs it was running and schedules
+  // its replacement.
+  void on_exit(const std::shared_ptr<Child>& child, const std::string& why) {
+    if (!why.empty()) ::kill(child->pid, SIGKILL);
+    int status = 0;
+    std::string how;
+    // The socket closes as the process exits; give it a moment, then make sure.
+    const auto until = Clock::now() + std::chrono::seconds(2);
+    pid_t r = 0;
+    while ((r = ::waitpid(child->pid, &status, WNOHANG)) == 0 && Clock::now() < until) {
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+    if (r == 0) {
+      ::kill(child->pid, SIGKILL);
+      r = ::waitpid(child->pid, &status, 0);
+    }
+    how = r == child->pid ? describe_exit(status) : std::string("exit (status unknown)");
+    if (!why.empty()) how = why + ", then " + how;
+
+    std::lock_guard lock(mutex);
+    std::erase(children, child);
+    const bool was_ready = child->ready;
+    std::string cause;
+    if (stopping) {
+      cause.clear();
+    } else if (!child->recycle_cause.empty()) {
+      cause = child->recycle_cause;
+    } else if (!child->killed_for_job.empty()) {
+      cause = "hard_timeout";
+    } else {
+      cause = "crashed";
+    }
+    for (auto& [id, p] : child->pending) {
+      if (id == child->killed_for_job) {
+        p->outcome = failure("JobTimeout", "job " + id + " ran past its hard time limit of " +
+                                               format_seconds(child->hard_limit) +
+                                               "; its child process was stopped (" + how + ")");
+      } else if (!child->killed_for_job.empty()) {
+        p->outcome = failure("WorkerCrashed",
+                             "the child process running this job was killed "
+                             "because job " +
+                                 child->killed_for_job + " beside it ran past its hard time limit");
+      } else {
+        p->outcome = failure("WorkerCrashed", "the child process " + std::to_string(child->pid) +
+                                                  " running this job died, " + how);
+      }
+      p->done = true;
+      p->cv.notify_all();
+    }
+    if (!stopping) {
+      if (!was_ready) {
+        start_failure = "child process " + std::to_string(child->pid) + " ended (" + how +
+                        ") before it was ready; its output above says why";
+        respawn_at = Clock::now() + backoff_locked();
+        log_warning(start_failure);
+      } else if (cause == "crashed") {
+        log_warning("child process " + std::to_string(child->pid) + " died, " + how +
+                    "; starting a new one");
+      }
+      if (was_ready) ++restarts[cause];
+      ++missing;
+    }
+    changed.notify_all();
+  }
+
+  void check_start_timeouts() {
+    std::vector<std::shared_ptr<Child>> late;
+    {
+      std::lock_guard lock(mutex);
+      const auto now = Clock::now();
+      for (const auto& c : children) {
+        if (!c->ready && now - c->spawned_at > options.start_timeout) late.push_back(c);
+      }
+    }
+    for (const auto& c : late) {
+      on_exit(c, "did not say it was ready within " +
+                     std::to_string(options.start_timeout.count() / 1000) + " s");
+    }
+  }
+
+  void shut_down_children() {
+    std::vector<std::shared_ptr<Child>> all;
+    {
+      std::lock_guard lock(mutex);
+      all = children;
+    }
+    // Idle children exit by themselves once their socket's write side closes (so a child can
+    // flush what it buffered); busy ones are past the worker's grace and are terminated.
+    for (const auto& c : all) {
+      ::shutdown(c->fd.get(), SHUT_WR);
+      std::lock_guard lock(mutex);
+      if (c->running > 0) ::kill(c->pid, SIGTERM);
+    }
+    const auto kill_at = Clock::now() + std::max(options.kill_grace, milliseconds(5000));
+    for (const auto& c : all) {
+      int status = 0;
+      pid_t r = 0;
+      while ((r = ::waitpid(c->pid, &status, WNOHANG)) == 0 && Clock::now() < kill_at) {
+        std::this_thread::sleep_for(milliseconds(5));
+      }
+      if (r == 0) {
+        ::kill(c->pid, SIGKILL);
+        ::waitpid(c->pid, &status, 0);
+      }
+    }
+    std::lock_guard lock(mutex);
+    for (const auto& c : all) {
+      for (auto& [id, p] : c->pending) {
+        p->outcome = failure("JobCancelled", "job " + id + " was stopped: the worker stopped");
+        p->done = true;
+        p->cv.notify_all();
+      }
+      c->pending.clear();
+    }
+    children.clear();
+    changed.notify_all();
+  }
+
+  void wake_loop() const noexcept {
+    const std::uint64_t one = 1;
+    (void)!::write(wake.get(), &one, sizeof(one));
+  }
+
+  // ---- run: one job in one child ----
+
+  std::shared_ptr<Child> pick_locked() const {
+    std::shared_ptr<Child> best;
+    for (const auto& c : children) {
+      if (!c->ready || c->exiting || c->running >= options.concurrency) continue;
+      if (!best || c->running < best->running) best = c;
+    }
+    return best;
+  }
+
+  HandlerOutcome run(JobContext& ctx, milliseconds hard_timeout) {
+    auto pending = std::make_shared<Pending>();
+    pending->ctx = &ctx;
+    std::shared_ptr<Child> child;
+    {
+      std::unique_lock lock(mutex);
+      for (;;) {
+        if (stopping) {
+          return failure("JobCancelled", "job " + ctx.id() + " was stopped: the worker stopped");
+        }
+        if (ctx.cancel_requested()) {
+          try {
+            ctx.throw_if_stopped();
+          } catch (const std::exception& e) {
+            return failure(
+                ctx.stop_reason() == StopReason::kTimeout ? "JobTimeout" : "JobCancelled",
+                e.what());
+          }
+        }
+        child = pick_locked();
+        if (child) break;
+        changed.wait_for(lock, milliseconds(50));
+      }
+      ++child->running;
+      child->pending[ctx.id()] = pending;
+    }
+    {
+      const std::string frame = detail::encode_frame(FrameType::kRun, {to_json(ctx.job())});
+      std::lock_guard write(child->write_mutex);
+      // A child gone meanwhile is noticed by the loop, which settles this job.
+      detail::send_all(child->fd.get(), frame);
+    }
+    const auto hard_deadline = hard_timeout > milliseconds::zero() ? Clock::now() + hard_timeout
+                                                                   : Clock::time_point::max();
+    auto kill_at = Clock::time_point::max();
+    bool stop_sent = false;
+    std::unique_lock lock(mutex);
+    while (!pending->done) {
+      const auto now = Clock::now();
+      if (!stop_sent && ctx.stop_reason() != StopReason::kNone) {
+        stop_sent = true;
+        lock.unlock();
+        const std::string frame = detail::encode_frame(
+            FrameType::kStop, {ctx.id(), std::to_string(static_cast<int>(ctx.stop_reason()))});
+        {
+          std::lock_guard write(child->write_mutex);
+          detail::send_all(child->fd.get(), frame);
+        }
+        lock.lock();
+        continue;
+      }
+      if (now >= hard_deadline && child->killed_for_job.empty() &&
+          kill_at == Clock::time_point::max()) {
+        child->killed_for_job = ctx.id();
+        child->hard_limit = hard_timeout;
+        child->exiting = true;
+        ::kill(child->pid, SIGTERM);
+        kill_at = now + options.kill_grace;
+      } else if (now >= kill_at) {
+        ::kill(child->pid, SIGKILL);
+        kill_at = Clock::time_point::max() - milliseconds(1);  // once
+      }
+      auto wake = now + milliseconds(50);
+      if (hard_deadline > now) wake = std::min(wake, hard_deadline);
+      if (kill_at > now) wake = std::min(wake, kill_at);
+      pending->cv.wait_until(lock, wake);
+    }
+    return std::move(pending->outcome);
+  }
+
+  void stop() noexcept {
+    {
+      std::lock_guard lock(mutex);
+      if (!started || stopping) return;
+      stopping = true;
+      changed.notify_all();
+    }
+    loop.request_stop();
+    wake_loop();
+    if (loop.joinable()) loop.join();
+  }
+};
+
+ProcessPool::ProcessPool(ProcessPoolOptions options)
+    : state_(std::make_unique<State>(std::move(options))) {}
+
+ProcessPool::~ProcessPool() { stop(); }
+
+void ProcessPool::start() {
+  State& s = *state_;
+  {
+    std::lock_guard lock(s.mutex);
+    if (s.started) return;
+    s.started = true;
+    s.missing = s.options.processes;
+  }
+  s.wake = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (s.wake.get() < 0) throw Error("cannot create an eventfd for the process pool");
+  s.loop = std::jthread([&s](std::stop_token st) { s.run_loop(st); });
+  std::unique_lock lock(s.mutex);
+  const auto deadline = Clock::now() + s.options.start_timeout + std::chrono::seconds(1);
+  const bool ok = s.changed.wait_until(lock, deadline, [&] {
+    if (!s.start_failure.empty()) return true;
+    int ready = 0;
+    for (const auto& c : s.children) ready += c->ready ? 1 : 0;
+    return ready == s.options.processes;
+  });
+  if (ok && s.start_failure.empty()) return;
+  std::string why =
+      s.start_failure.empty() ? "the child processes did not start in time" : s.start_failure;
+  lock.unlock();
+  stop();
+  throw ConfigError("process mode cannot start: " + why);
+}
+
+HandlerOutcome ProcessPool::run(JobContext& ctx, std::chrono::milliseconds hard_timeout) {
+  try {
+    return state_->run(ctx, hard_timeout);
+  } catch (const std::exception& e) {
+    return failure("Error", std::string("sending the job to a child process failed: ") + e.what());
+  }
+}
+
+void ProcessPool::stop() noexcept { state_->stop(); }
+
+ProcessPoolStats ProcessPool::stats() const {
+  std::lock_guard lock(state_->mutex);
+  ProcessPoolStats s;
+  s.children = static_cast<int>(state_->children.size());
+  s.restarts = state_->restarts;
+  return s;
+}
+
+const ProcessPoolOptions& ProcessPool::options() const noexcept { return state_->options; }
+
+}  // namespace cinejobs
