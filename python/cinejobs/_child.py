@@ -105,7 +105,9 @@ def main(argv: list[str]) -> int:
     # The supervisor decides when jobs stop: a terminal's Ctrl-C is its to handle.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if len(argv) != 2:
-        print("usage: python -m cinejobs._child APP_SPEC (started by a supervisor)", file=sys.stderr)
+        print(
+            "usage: python -m cinejobs._child APP_SPEC (started by a supervisor)", file=sys.stderr
+        )
         return 2
     app = load_app_spec(argv[1])
     loops: list[_EventLoopThread] = []

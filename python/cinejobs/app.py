@@ -281,6 +281,9 @@ class App:
         self.result_ttl = result_ttl
         self.strict = strict
         self._broker: _core.Broker | None = None
+        # How child processes of process mode import this app ("module:attr"); set by the CLI's
+        # --app, else found from the module-level name the app is bound to (cinejobs._child).
+        self._import_spec: str | None = None
         self._lock = threading.Lock()
         self._tasks: dict[str, Task[..., Any]] = {}
         self._schedules: dict[str, ScheduleSpec] = {}

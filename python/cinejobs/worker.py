@@ -224,25 +224,24 @@ class Worker:
         self.tasks = list(tasks)
         # What the caller gave; the core fills in every default (cpp/include/cinejobs/worker.hpp)
         # and validates, so no default is written twice.
-        given = {
-            "queues": list(queues),
-            "concurrency": concurrency,
-            "queue_concurrency": dict(queue_concurrency) if queue_concurrency else None,
-            "max_batch": max_batch,
-            "lease": lease,
-            "heartbeat": heartbeat,
-            "poll_interval": poll_interval,
-            "grace": grace,
-            "maintenance_interval": maintenance_interval,
-            "worker_id": worker_id,
-            "processes": processes,
-            "child_command": list(child_command) if child_command is not None else None,
-            "hard_timeout": hard_timeout,
-            "kill_grace": kill_grace,
-            "max_jobs_per_child": max_jobs_per_child,
-            "max_memory_per_child": max_memory_per_child,
-        }
-        options = _core.WorkerOptions(**{k: v for k, v in given.items() if v is not None})
+        options = _core.WorkerOptions(
+            queues=list(queues),
+            concurrency=concurrency,
+            queue_concurrency=dict(queue_concurrency) if queue_concurrency else None,
+            max_batch=max_batch,
+            lease=lease,
+            heartbeat=heartbeat,
+            poll_interval=poll_interval,
+            grace=grace,
+            maintenance_interval=maintenance_interval,
+            worker_id=worker_id,
+            processes=processes,
+            child_command=list(child_command) if child_command is not None else None,
+            hard_timeout=hard_timeout,
+            kill_grace=kill_grace,
+            max_jobs_per_child=max_jobs_per_child,
+            max_memory_per_child=max_memory_per_child,
+        )
         self._core = _core.Worker(broker, options)
         self.options = self._core.options
         self.queues = list(self.options.queues)
