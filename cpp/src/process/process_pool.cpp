@@ -81,6 +81,7 @@ struct Child {
   bool exiting = false;  // told to exit (recycled, or the pool stops): takes no job
   int running = 0;
   std::uint64_t jobs_done = 0;
+  std::uint64_t jobs_sent = 0;
   std::string recycle_cause;   // "max_jobs" or "max_memory" once it is to be replaced
   std::string killed_for_job;  // the job whose hard time limit killed it
   milliseconds hard_limit{0};  // ...and that limit
@@ -335,9 +336,7 @@ struct ProcessPool::State {
   // job and, once idle, is told to exit (its socket's write side closes; it finishes and exits).
   void consider_recycling_locked(Child& child) {
     if (child.recycle_cause.empty() && !child.exiting) {
-      if (options.max_jobs > 0 && child.jobs_done >= options.max_jobs) {
-        child.recycle_cause = "max_jobs";
-      } else if (options.max_memory_mb > 0) {
+      if (options.max_memory_mb > 0) {
         const std::uint64_t mb = resident_mb(child.pid);
         if (mb > options.max_memory_mb) {
           child.recycle_cause = "max_memory";
@@ -510,6 +509,12 @@ struct ProcessPool::State {
       }
       ++child->running;
       child->pending[ctx.id()] = pending;
+      // Counted as jobs are sent, not as they end: a child running several at once must not
+      // pass its cap with the ones already under way.
+      if (options.max_jobs > 0 && ++child->jobs_sent >= options.max_jobs) {
+        child->recycle_cause = "max_jobs";
+        child->exiting = true;
+      }
     }
     {
       const std::string frame = detail::encode_frame(FrameType::kRun, {to_json(ctx.job())});
