@@ -7,3 +7,13 @@ from __future__ import annotations
 from ...app import App
 
 app = App()
+
+
+def setup_app() -> App:
+    """The project's App after Django has started (settings, jobs.py modules imported): what
+    ``manage.py cinejobs_worker`` runs, and what each child process of its process mode imports,
+    since a spawned child starts with no Django of its own."""
+    import django
+
+    django.setup()
+    return app

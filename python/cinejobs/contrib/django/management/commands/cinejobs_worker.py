@@ -22,6 +22,20 @@ class Command(BaseCommand):
         parser.add_argument("--grace", type=float, help="seconds running jobs get on stop")
         parser.add_argument("--lease", type=float, help="lease length in seconds")
         parser.add_argument(
+            "--processes", type=int, help="process mode: child processes that run the tasks"
+        )
+        parser.add_argument(
+            "--hard-timeout", type=float, help="process mode: default hard time limit (s)"
+        )
+        parser.add_argument(
+            "--max-jobs-per-child", type=int, help="process mode: replace a child after N jobs"
+        )
+        parser.add_argument(
+            "--max-memory-per-child",
+            type=int,
+            help="process mode: replace a child whose resident memory is over MB",
+        )
+        parser.add_argument(
             "--with-scheduler",
             action="store_true",
             help="also run a scheduler for the project's schedules in this process",
@@ -29,16 +43,23 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         conf = cinejobs_settings()
-        argv = ["worker", "--app", "cinejobs.contrib.django:app"]
+        argv = ["worker", "--app", "cinejobs.contrib.django.project:setup_app"]
         queues = options["queues"] or ",".join(conf.get("QUEUES", []))
         if queues:
             argv += ["--queues", queues]
         concurrency = options["concurrency"] or conf.get("CONCURRENCY")
         if concurrency:
             argv += ["--concurrency", str(concurrency)]
-        for name in ("grace", "lease"):
+        for name in (
+            "grace",
+            "lease",
+            "processes",
+            "hard_timeout",
+            "max_jobs_per_child",
+            "max_memory_per_child",
+        ):
             if options[name] is not None:
-                argv += [f"--{name}", str(options[name])]
+                argv += ["--" + name.replace("_", "-"), str(options[name])]
         if options["with_scheduler"]:
             argv.append("--with-scheduler")
         code = cli.main(argv)
