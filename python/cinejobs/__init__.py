@@ -9,7 +9,7 @@ def summarize(book_id: int) -> dict:
     return {"ok": True}
 
 handle = summarize.delay(42)
-with app.worker(concurrency=8):
+with app.worker(concurrency=16):
     print(handle.result(timeout=10))
 """
 

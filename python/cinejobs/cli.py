@@ -753,7 +753,10 @@ def build_parser() -> argparse.ArgumentParser:
         "else 40/10s)",
     )
     en.add_argument(
-        "--concurrency", type=_positive_int, default=8, metavar="N", help="threads (default: 8)"
+        "--concurrency",
+        type=_positive_int,
+        metavar="N",
+        help=f"threads (default: {_core.WorkerOptions().concurrency})",
     )
     en.add_argument("--timeout", type=_seconds, metavar="S", help="give up waiting after S seconds")
     en.set_defaults(func=cmd_enrich)
@@ -773,9 +776,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--concurrency",
         type=_positive_int,
-        default=8,
         metavar="N",
-        help="worker threads (default: 8)",
+        help=f"worker threads (default: {_core.WorkerOptions().concurrency})",
     )
     d.set_defaults(func=cmd_demo)
     return parser

@@ -139,7 +139,7 @@ def build_app(broker_url: str) -> App:
 
 
 def run_demo(
-    broker_url: str | None = None, *, concurrency: int = 8, out: TextIO | None = None
+    broker_url: str | None = None, *, concurrency: int | None = None, out: TextIO | None = None
 ) -> int:
     """Run the demo and print what happened; returns the exit status."""
     stream = out if out is not None else sys.stdout
@@ -159,7 +159,7 @@ def _say(stream: TextIO, text: str = "") -> None:
     stream.flush()
 
 
-def _run(broker_url: str, concurrency: int, stream: TextIO) -> int:
+def _run(broker_url: str, concurrency: int | None, stream: TextIO) -> int:
     app = build_app(broker_url).connect()
     tasks = app.tasks
     run = uuid.uuid4().hex[:8]
@@ -185,12 +185,13 @@ def _run(broker_url: str, concurrency: int, stream: TextIO) -> int:
     _say(
         stream,
         f"enqueued {len(handles) + 1} jobs ({len(films)} films in one bulk call of "
-        f"{bulk_ms:.1f} ms); running them on an embedded worker with {concurrency} threads",
+        f"{bulk_ms:.1f} ms); running them on an embedded worker",
     )
 
     status = StatusLine(stream, prefix="  ", plain_interval=1.0)
     deadline = time.monotonic() + 45
     with app.worker([QUEUE], concurrency, lease=10.0, poll_interval=0.02) as worker:
+        _say(stream, f"the worker runs {worker.concurrency} jobs at once")
         while True:
             states = [h.status() for h in handles]
             done = sum(s in FINAL_STATES for s in states)
@@ -270,7 +271,7 @@ DEMO_LIST = "demo_films.csv"  # in cinejobs.tmdb_standin's data: 50 films, some 
 
 
 def run_tmdb_demo(
-    broker_url: str | None = None, *, concurrency: int = 8, out: TextIO | None = None
+    broker_url: str | None = None, *, concurrency: int | None = None, out: TextIO | None = None
 ) -> int:
     """Enrich the bundled list of 50 films: from TMDB with credentials, else from the local
     stand-in. Returns the exit status."""

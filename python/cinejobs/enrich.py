@@ -33,7 +33,7 @@ class EnrichError(CinejobsError):
 @dataclass
 class EnrichSettings:
     broker: str
-    concurrency: int = 8
+    concurrency: int | None = None  # worker threads; None: the core's default
     store: str | None = None  # film store URL; default: the broker's database
     rate: str | None = None  # TMDB rate limit; default: TMDB_RATE_LIMIT, else 40/10s
     json_out: str | None = None
@@ -180,7 +180,6 @@ def enrich(
     stream.write(
         f"session {session_id}: {len(films.films)} films from {source} ({films.format})"
         + (f", {len(films.skipped)} lines skipped" if films.skipped else "")
-        + f"; enriching on {settings.concurrency} threads\n"
     )
     for line, text, why in films.skipped:
         stream.write(f"  skipped line {line}: {text!r}: {why}\n")
@@ -190,7 +189,9 @@ def enrich(
         tmdb["rate"] = settings.rate
     progress = _Progress(stream)
     deadline = None if settings.timeout is None else started + settings.timeout
-    with app.worker([QUEUE], settings.concurrency, tmdb=tmdb):
+    with app.worker([QUEUE], settings.concurrency, tmdb=tmdb) as worker:
+        stream.write(f"enriching on {worker.concurrency} threads\n")
+        stream.flush()
         while True:
             session = store.session(session_id)
             assert session is not None  # created above

@@ -15,7 +15,7 @@ stream their progress, and see the workers' and schedules' state.
     def nightly() -> None: ...
 
     # worker=False, scheduler=False: both run as their own services
-    api = FastAPI(lifespan=lifespan(jobs, concurrency=8, scheduler=True))
+    api = FastAPI(lifespan=lifespan(jobs, concurrency=16, scheduler=True))
     api.include_router(jobs_router(jobs), prefix="/api")
 
 Routes (relative to the router's prefix):
