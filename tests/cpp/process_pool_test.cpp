@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <set>
 #include <string>
@@ -27,7 +28,13 @@ const std::vector<std::string> kTasks = {
 
 class ProcessPoolTest : public ::testing::Test {
  protected:
-  void SetUp() override { broker_ = open_broker(sqlite_url(dir_.path())); }
+  void SetUp() override {
+    broker_ = open_broker(sqlite_url(dir_.path()));
+    // Under a sanitizer the child's runtime would catch the fixture's SIGSEGV and exit with a
+    // report instead of dying of the signal; children read these options when they start.
+    ::setenv("ASAN_OPTIONS", "handle_segv=0", 1);
+    ::setenv("TSAN_OPTIONS", "handle_segv=0", 1);
+  }
 
   static WorkerOptions options(int processes = 2, int concurrency = 1) {
     WorkerOptions o;
