@@ -106,6 +106,18 @@ struct Worker::State {
     Handler handler;
     HandlerOptions options;
   };
+  // held is keyed by delivery (id and lease token), not by job id: a retry can be reserved
+  // again while the acker is still settling the attempt before it, and the two must not be
+  // taken for one (the new attempt's outcome would be refused and the job run a third time).
+  static std::string delivery(const std::string& id, std::uint64_t lease_token) {
+    std::string key = id;
+    key += '#';
+    key += std::to_string(lease_token);
+    return key;
+  }
+  static std::string delivery(const Job& job) { return delivery(job.id, job.lease_token); }
+  static std::string delivery(const LeaseRef& ref) { return delivery(ref.id, ref.lease_token); }
+
   // A job held by this worker, from reserve until its outcome is stored.
   struct Held {
     std::shared_ptr<JobContext> ctx;
@@ -196,7 +208,8 @@ struct Worker::State {
   std::vector<Ack> acks;
   std::vector<Fail> fails;
   std::vector<Snooze> snoozes;
-  std::vector<std::string> settling;    // ids whose outcome is buffered
+  std::vector<LeaseRef> releases;       // handlers that gave up on shutdown
+  std::vector<std::string> settling;    // deliveries whose outcome is buffered
   std::uint64_t deadlines_changed = 0;  // bumped when a job with a timeout starts
   std::size_t active_handlers = 0;      // handler threads inside a job right now
   bool no_more_work = false;
@@ -274,7 +287,7 @@ struct Worker::State {
         for (Job& job : jobs) {
           auto ctx = std::make_shared<JobContext>(std::move(job), broker);
           held_by_queue[ctx->job().queue] += 1;
-          held.emplace(ctx->id(), Held{ctx});
+          held.emplace(delivery(ctx->job()), Held{ctx});
           ready.push_back(std::move(ctx));
         }
       }
@@ -295,7 +308,7 @@ struct Worker::State {
         ctx = std::move(ready.front());
         ready.pop_front();
         ++active_handlers;
-        auto it = held.find(ctx->id());
+        auto it = held.find(delivery(ctx->job()));
         if (it != held.end()) {
           it->second.started = true;
           if (ctx->job().timeout_ms > 0) {
@@ -311,8 +324,11 @@ struct Worker::State {
         heartbeat_cv.notify_all();
       }
       run(*ctx);
-      std::lock_guard lock(mutex);
-      --active_handlers;
+      {
+        std::lock_guard lock(mutex);
+        --active_handlers;
+      }
+      idle_cv.notify_all();  // stop() waits for handlers to leave, not only for outcomes
     }
   }
 
@@ -337,9 +353,9 @@ struct Worker::State {
       settle_failure(ctx, std::move(*outcome.failure), &handler->second.options, outcome.retry_at);
     } else {
       std::lock_guard lock(mutex);
-      if (!accept_outcome_locked(job.id)) return;
+      if (!accept_outcome_locked(job)) return;
       acks.push_back(Ack{LeaseRef{job.id, job.lease_token}, std::move(outcome.result)});
-      settling.push_back(job.id);
+      settling.push_back(delivery(job));
       outcomes_cv.notify_one();
     }
   }
@@ -365,7 +381,7 @@ struct Worker::State {
   void announce_start(JobContext& ctx) {
     {
       std::lock_guard lock(mutex);
-      auto it = held.find(ctx.id());
+      auto it = held.find(delivery(ctx.job()));
       if (it != held.end()) it->second.handler_started = Clock::now();
     }
     if (!observers.empty()) notify(event_for(JobEventKind::kStarted, ctx.job()));
@@ -375,12 +391,13 @@ struct Worker::State {
   // the jobs are still held (their documents and start times are read from `held`).
   std::vector<JobEvent> outcome_events_locked(const std::vector<Ack>& ack_batch,
                                               const std::vector<Fail>& fail_batch,
-                                              const std::vector<Snooze>& snooze_batch) const {
+                                              const std::vector<Snooze>& snooze_batch,
+                                              const std::vector<LeaseRef>& release_batch) const {
     std::vector<JobEvent> events;
     if (observers.empty()) return events;
     const auto now = Clock::now();
-    auto add = [&](JobEventKind kind, const std::string& id) -> JobEvent* {
-      auto it = held.find(id);
+    auto add = [&](JobEventKind kind, const LeaseRef& lease) -> JobEvent* {
+      auto it = held.find(delivery(lease));
       if (it == held.end()) return nullptr;
       JobEvent& e = events.emplace_back(event_for(kind, it->second.ctx->job()));
       if (it->second.handler_started != Clock::time_point{}) {
@@ -389,19 +406,20 @@ struct Worker::State {
       }
       return &e;
     };
-    for (const Ack& a : ack_batch) add(JobEventKind::kSucceeded, a.lease.id);
+    for (const Ack& a : ack_batch) add(JobEventKind::kSucceeded, a.lease);
     for (const Fail& f : fail_batch) {
       JobEventKind kind = f.retry_at                              ? JobEventKind::kRetried
                           : f.final_state == JobState::kCancelled ? JobEventKind::kCancelled
                                                                   : JobEventKind::kFailed;
-      if (JobEvent* e = add(kind, f.lease.id)) {
+      if (JobEvent* e = add(kind, f.lease)) {
         e->error = f.error;
         e->retry_at = f.retry_at.value_or(0);
       }
     }
     for (const Snooze& s : snooze_batch) {
-      if (JobEvent* e = add(JobEventKind::kSnoozed, s.lease.id)) e->retry_at = s.run_at;
+      if (JobEvent* e = add(JobEventKind::kSnoozed, s.lease)) e->retry_at = s.run_at;
     }
+    for (const LeaseRef& r : release_batch) add(JobEventKind::kReleased, r);
     return events;
   }
 
@@ -434,9 +452,9 @@ struct Worker::State {
       delay = std::chrono::seconds(1);
     }
     std::lock_guard lock(mutex);
-    if (!accept_outcome_locked(job.id)) return false;
+    if (!accept_outcome_locked(job)) return false;
     snoozes.push_back(Snooze{LeaseRef{job.id, job.lease_token}, now_ms() + delay.count()});
-    settling.push_back(job.id);
+    settling.push_back(delivery(job));
     outcomes_cv.notify_one();
     return false;
   }
@@ -451,6 +469,16 @@ struct Worker::State {
       case StopReason::kCancelled:
         f.final_state = JobState::kCancelled;
         break;
+      case StopReason::kShutdown: {
+        // The worker stopped past its grace and the handler gave up: the job goes back to the
+        // queue, its attempt not counted, as if it had never started.
+        std::lock_guard lock(mutex);
+        if (!accept_outcome_locked(job)) return;
+        releases.push_back(LeaseRef{job.id, job.lease_token});
+        settling.push_back(delivery(job));
+        outcomes_cv.notify_one();
+        return;
+      }
       case StopReason::kTimeout:
         f.error.type = "JobTimeout";
         [[fallthrough]];
@@ -460,16 +488,16 @@ struct Worker::State {
         }
     }
     std::lock_guard lock(mutex);
-    if (!accept_outcome_locked(job.id)) return;
+    if (!accept_outcome_locked(job)) return;
     fails.push_back(std::move(f));
-    settling.push_back(job.id);
+    settling.push_back(delivery(job));
     outcomes_cv.notify_one();
   }
 
   // An outcome is stored only while its job is held: a stop past its grace gives up the jobs
   // still running and returns them to the queue, and their late outcomes must not land.
-  bool accept_outcome_locked(const std::string& id) {
-    auto it = held.find(id);
+  bool accept_outcome_locked(const Job& job) {
+    auto it = held.find(delivery(job));
     if (outcomes_closed || it == held.end()) return false;
     it->second.finished = true;
     return true;
@@ -482,6 +510,7 @@ struct Worker::State {
       std::vector<Ack> ack_batch;
       std::vector<Fail> fail_batch;
       std::vector<Snooze> snooze_batch;
+      std::vector<LeaseRef> release_batch;
       std::vector<std::string> ids;
       {
         std::unique_lock lock(mutex);
@@ -490,13 +519,15 @@ struct Worker::State {
         ack_batch.swap(acks);
         fail_batch.swap(fails);
         snooze_batch.swap(snoozes);
+        release_batch.swap(releases);
         ids.swap(settling);
       }
       store_outcomes(ack_batch, fail_batch, snooze_batch);
+      release(release_batch);
       std::vector<JobEvent> events;
       {
         std::lock_guard lock(mutex);
-        events = outcome_events_locked(ack_batch, fail_batch, snooze_batch);
+        events = outcome_events_locked(ack_batch, fail_batch, snooze_batch, release_batch);
         for (const auto& id : ids) forget_locked(id);
       }
       for (const JobEvent& e : events) notify(e);
@@ -548,8 +579,8 @@ struct Worker::State {
   }
   int tries_after_close = 0;  // guarded by mutex
 
-  void forget_locked(const std::string& id) {
-    auto it = held.find(id);
+  void forget_locked(const std::string& key) {
+    auto it = held.find(key);
     if (it == held.end()) return;
     auto q = held_by_queue.find(it->second.ctx->job().queue);
     if (q != held_by_queue.end() && --q->second == 0) held_by_queue.erase(q);
@@ -620,13 +651,20 @@ struct Worker::State {
 
   // ---- stop ----
 
+  // stop: stop reserving; return the jobs not started; give the running ones `grace`. Past it,
+  // their tokens say shutdown. In process mode the children still busy are then stopped (killed
+  // past kill_grace) before their jobs go back to the queue, so no job is handed to another
+  // worker while a handler still runs it. In thread mode a handler cannot be killed: a job
+  // whose handler honours the token goes back to the queue when it returns; one that does not
+  // stays leased, its lease renewed, until its handler returns (its outcome is stored) or the
+  // process exits (the lease then expires, as after a kill). The report says so (clean false).
   StopReport stop(milliseconds grace) {
     StopReport report;
     if (grace < milliseconds::zero()) grace = options.grace;
+    const std::uint64_t released_before = n_released;
     dispatcher.request_stop();
     if (dispatcher.joinable()) dispatcher.join();
 
-    // Jobs reserved but not started go back at once; in-flight ones get the grace period.
     std::vector<LeaseRef> unstarted;
     std::vector<JobEvent> released;
     std::size_t in_flight = 0;
@@ -636,33 +674,51 @@ struct Worker::State {
         unstarted.push_back({ctx->id(), ctx->job().lease_token});
         released.push_back(event_for(JobEventKind::kReleased, ctx->job()));
       }
-      for (const auto& ref : unstarted) forget_locked(ref.id);
+      for (const auto& ref : unstarted) forget_locked(delivery(ref));
       ready.clear();
       no_more_work = true;
       in_flight = held.size();
     }
     work_cv.notify_all();
-    release(unstarted, report);
+    release(unstarted);
+    if (!observers.empty()) {
+      for (const JobEvent& e : released) notify(e);
+    }
 
-    std::vector<LeaseRef> overdue;
+    std::size_t overdue = 0;
     {
       std::unique_lock lock(mutex);
       idle_cv.wait_for(lock, grace, [&] { return held.empty(); });
-      // Jobs still running are given up in this one step: their token says shutdown and they
-      // leave `held`, so whatever their handlers return later is dropped (accept_outcome_locked)
-      // and the release below finds the lease still theirs.
       for (const auto& [id, h] : held) {
         if (h.finished) continue;
         h.ctx->request_stop(StopReason::kShutdown);
-        overdue.push_back({id, h.ctx->job().lease_token});
-        JobEvent& e = released.emplace_back(event_for(JobEventKind::kReleased, h.ctx->job()));
-        if (h.handler_started != Clock::time_point{}) {
-          e.duration = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() -
-                                                                             h.handler_started);
-        }
+        ++overdue;
       }
-      for (const auto& ref : overdue) forget_locked(ref.id);
-      report.finished = in_flight - overdue.size();
+    }
+    // Children busy past the grace are stopped now, and their handler threads return with the
+    // jobs cancelled by shutdown, which settle_failure sends back to the queue.
+    if (process_pool) process_pool->stop();
+    // Handlers that honour their token return soon; their jobs go back to the queue. A second
+    // of grace for that, or kill_grace in process mode, where the children are gone already.
+    bool idle = false;
+    {
+      std::unique_lock lock(mutex);
+      idle = idle_cv.wait_for(lock, std::max(options.kill_grace, milliseconds(1000)),
+                              [&] { return held.empty() && active_handlers == 0; });
+    }
+    report.finished = in_flight - overdue;
+    if (idle) finish();
+    report.returned = n_released - released_before;
+    report.clean = idle;
+    return report;
+  }
+
+  // finish ends the threads once no handler runs: the heartbeat, then the acker after it has
+  // stored what is buffered. Called by stop() when idle, else by the destructor once the last
+  // stubborn handler returned. Safe twice.
+  void finish() {
+    for (auto& t : pool) {
+      if (t.joinable()) t.join();
     }
     heartbeat.request_stop();
     if (heartbeat.joinable()) heartbeat.join();
@@ -672,36 +728,12 @@ struct Worker::State {
     }
     outcomes_cv.notify_all();
     if (acker.joinable()) acker.join();
-    release(overdue, report);
-    // The children of process mode: idle ones exit, busy ones (past the grace) are killed, and
-    // the handler threads waiting for them return.
-    if (process_pool) process_pool->stop();
-    if (!observers.empty()) {
-      for (const JobEvent& e : released) notify(e);
-    }
-
-    // Handler threads that are idle now (a cooperative handler returns soon after its token is
-    // set) are joined; one still busy is left to the destructor.
-    bool busy = false;
-    {
-      std::lock_guard lock(mutex);
-      busy = active_handlers > 0;
-    }
-    report.clean = !busy;
-    if (!busy) {
-      for (auto& t : pool) {
-        if (t.joinable()) t.join();
-      }
-    }
-    return report;
   }
 
-  void release(const std::vector<LeaseRef>& leases, StopReport& report) {
+  void release(const std::vector<LeaseRef>& leases) {
     if (leases.empty()) return;
     try {
-      const std::size_t n = broker->release(leases);
-      report.returned += n;
-      n_released += n;
+      n_released += broker->release(leases);
     } catch (const std::exception& e) {
       log_warning(std::string("returning jobs to the queue failed (their leases will expire): ") +
                   e.what());
@@ -714,7 +746,10 @@ Worker::Worker(std::shared_ptr<Broker> broker, WorkerOptions options)
 
 Worker::~Worker() {
   stop();
-  // Handler threads still busy after stop() are joined here (their jthread destructors).
+  // A handler still busy after stop() keeps its job leased until it returns; then its outcome is
+  // stored and the threads end.
+  std::lock_guard lock(state_->lifecycle_mutex);
+  if (state_->started) state_->finish();
 }
 
 void Worker::register_handler(std::string task, Handler handler, HandlerOptions options) {

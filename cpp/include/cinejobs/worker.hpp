@@ -115,8 +115,12 @@ struct WorkerStats {
 
 struct StopReport {
   std::uint64_t finished = 0;  // in-flight jobs that ended within the grace period
-  std::uint64_t returned = 0;  // jobs returned to the queue after it
-  bool clean = true;           // false: some handler threads were still busy when stop returned
+  std::uint64_t returned = 0;  // jobs returned to the queue (not started, or given up on stop)
+  // false: some handlers still run past the grace and its second of unwinding (thread mode: a
+  // thread cannot be stopped). Their jobs stay leased, renewed, until they return (the outcome
+  // is stored) or the process exits (the lease expires as after a kill): never handed to
+  // another worker while a handler runs them.
+  bool clean = true;
 };
 
 class Worker {
@@ -138,10 +142,12 @@ class Worker {
 
   // start launches the threads; calling it again is a no-op.
   void start();
-  // stop stops reserving, waits up to `grace` (WorkerOptions::grace when negative) for in-flight
-  // jobs, returns the rest to their queue and joins every thread that finished. Safe to call
-  // twice or before start. Handler threads still busy when it returns are joined by the
-  // destructor.
+  // stop stops reserving, returns the jobs not started, and waits up to `grace`
+  // (WorkerOptions::grace when negative) for in-flight jobs. Past it their tokens say shutdown:
+  // in process mode the busy children are stopped first, then their jobs go back to the queue;
+  // in thread mode a job goes back when its handler gives up, and stays leased while it does
+  // not (StopReport::clean). Safe to call twice or before start. The destructor waits for
+  // handlers still busy.
   StopReport stop(std::chrono::milliseconds grace = std::chrono::milliseconds(-1));
   bool running() const noexcept;
 
