@@ -153,6 +153,16 @@ std::unique_ptr<PyWorker> make_worker(std::shared_ptr<Broker> broker,
   return w;
 }
 
+JobEventKind job_event_kind(const std::string& name) {
+  for (JobEventKind kind : {JobEventKind::kStarted, JobEventKind::kSucceeded, JobEventKind::kFailed,
+                            JobEventKind::kRetried, JobEventKind::kCancelled,
+                            JobEventKind::kSnoozed, JobEventKind::kReleased}) {
+    if (to_string(kind) == name) return kind;
+  }
+  throw ConfigError("no job event kind '" + name +
+                    "': use started, succeeded, failed, retried, cancelled, snoozed or released");
+}
+
 py::dict event_dict(const JobEvent& e) {
   py::dict d;
   d["kind"] = std::string(to_string(e.kind));
@@ -180,7 +190,14 @@ py::dict event_dict(const JobEvent& e) {
 
 void register_worker(py::module_& m) {
   py::class_<JobEventQueue, std::shared_ptr<JobEventQueue>>(m, "JobEventQueue")
-      .def(py::init<std::size_t>(), py::arg("capacity") = 100000)
+      .def(py::init([](std::size_t capacity, std::optional<std::vector<std::string>> names) {
+             std::vector<JobEventKind> kinds;
+             for (const std::string& name : names.value_or(std::vector<std::string>{})) {
+               kinds.push_back(job_event_kind(name));
+             }
+             return std::make_shared<JobEventQueue>(capacity, kinds);
+           }),
+           py::arg("capacity") = 100000, py::arg("kinds") = py::none())
       .def(
           "take",
           [](JobEventQueue& q, std::size_t max, double timeout) {
