@@ -22,6 +22,7 @@ from ._status import StatusLine
 from .app import DEFAULT_BROKER_URL, App, default_broker_url, run_until_signalled
 from .errors import CinejobsError, UniqueConflict
 from .handle import STATES
+from .joblog import LOG_FORMATS, LOG_LEVELS, configure_logging
 
 __all__ = ["load_app", "main"]
 
@@ -192,6 +193,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.poll_interval is not None:
         options["poll_interval"] = args.poll_interval
     status = StatusLine(sys.stdout, prefix="cinejobs worker: ")
+    configure_logging(args.log_level, args.log_format, status=status)
     grace = options.get("grace", 30.0)
 
     if args.with_scheduler and app is None:
@@ -560,6 +562,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also run a scheduler for the app's schedules in this process (any number of "
         "schedulers may run: each tick is enqueued once)",
+    )
+    w.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="info",
+        help="least level logged on stderr; info logs every job's start and end, warning only "
+        "retries and failures (default: info)",
+    )
+    w.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text: one readable line per record, a failure's traceback under it; json: one "
+        "JSON object per line, for log shippers (default: text)",
     )
     _add_scheduler_options(w)
     w.set_defaults(func=cmd_worker)

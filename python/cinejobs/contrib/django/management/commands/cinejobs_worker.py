@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from cinejobs import cli
+from cinejobs.joblog import LOG_FORMATS, LOG_LEVELS
 
 from ...conf import cinejobs_settings
 
@@ -21,6 +22,14 @@ class Command(BaseCommand):
         parser.add_argument("--concurrency", type=int, help="handler threads")
         parser.add_argument("--grace", type=float, help="seconds running jobs get on stop")
         parser.add_argument("--lease", type=float, help="lease length in seconds")
+        parser.add_argument(
+            "--log-level", choices=LOG_LEVELS, help="least level logged on stderr (default: info)"
+        )
+        parser.add_argument(
+            "--log-format",
+            choices=LOG_FORMATS,
+            help="text, or json: one object per line, for log shippers (default: text)",
+        )
         parser.add_argument(
             "--with-scheduler",
             action="store_true",
@@ -36,9 +45,9 @@ class Command(BaseCommand):
         concurrency = options["concurrency"] or conf.get("CONCURRENCY")
         if concurrency:
             argv += ["--concurrency", str(concurrency)]
-        for name in ("grace", "lease"):
+        for name in ("grace", "lease", "log_level", "log_format"):
             if options[name] is not None:
-                argv += [f"--{name}", str(options[name])]
+                argv += [f"--{name.replace('_', '-')}", str(options[name])]
         if options["with_scheduler"]:
             argv.append("--with-scheduler")
         code = cli.main(argv)
