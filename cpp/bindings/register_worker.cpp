@@ -79,9 +79,19 @@ std::function<std::string(const Job&)> python_rate_limit_key(py::object key) {
   };
 }
 
+FailureAction failure_action(const std::string& name) {
+  if (name == "retry") return FailureAction::kRetry;
+  if (name == "fail") return FailureAction::kFail;
+  if (name == "retried") return FailureAction::kRetried;
+  if (name == "snooze") return FailureAction::kSnooze;
+  if (name == "cancel") return FailureAction::kCancel;
+  throw HandlerError("ValueError", "the task runner asked for failure action '" + name +
+                                       "': use retry, fail, retried, snooze or cancel");
+}
+
 // Calls the Python runner on a handler thread, holding the GIL only for the call and the
 // conversion of its result. The runner returns the result as JSON text, or a tuple
-// (type, message, traceback[, retry_at epoch ms]) for a failure it caught.
+// (type, message, traceback[, retry_at epoch ms | None[, action]]) for a failure it caught.
 Handler python_handler(py::object runner) {
   auto holder = std::make_shared<PyRunner>(std::move(runner));
   return [holder](JobContext& ctx) -> std::string {
@@ -93,7 +103,11 @@ Handler python_handler(py::object runner) {
       auto failure = out.cast<py::tuple>();
       std::optional<std::int64_t> retry_at;
       if (failure.size() > 3 && !failure[3].is_none()) retry_at = failure[3].cast<std::int64_t>();
-      throw HandlerError(py::str(failure[0]), py::str(failure[1]), py::str(failure[2]), retry_at);
+      const FailureAction action = failure.size() > 4
+                                       ? failure_action(failure[4].cast<std::string>())
+                                       : FailureAction::kRetry;
+      throw HandlerError(py::str(failure[0]), py::str(failure[1]), py::str(failure[2]), retry_at,
+                         action);
     } catch (py::error_already_set& e) {
       // The runner itself failed (it should catch the handler's errors): record what it raised.
       throw handler_error(e);

@@ -276,12 +276,14 @@ struct Worker::State {
     announce_start(ctx);
     std::optional<JobFailure> failure;
     std::optional<EpochMs> retry_at;  // the handler's own choice of when to retry
+    FailureAction action = FailureAction::kRetry;
     std::string result;
     try {
       result = handler->second.handler(ctx);
     } catch (const HandlerError& e) {
       failure = JobFailure{e.type(), e.message(), e.traceback()};
       retry_at = e.retry_at();
+      action = e.action();
     } catch (const JobTimeout& e) {
       failure = JobFailure{"JobTimeout", e.what(), ""};
     } catch (const JobCancelled& e) {
@@ -296,8 +298,10 @@ struct Worker::State {
           JobFailure{"JobTimeout",
                      "job ran past its timeout of " + std::to_string(job.timeout_ms) + " ms", ""};
     }
-    if (failure) {
-      settle_failure(ctx, std::move(*failure), &handler->second.options, retry_at);
+    if (failure && action == FailureAction::kSnooze && ctx.stop_reason() == StopReason::kNone) {
+      snooze(job, retry_at.value_or(now_ms()));
+    } else if (failure) {
+      settle_failure(ctx, std::move(*failure), &handler->second.options, retry_at, action);
     } else {
       if (result.empty()) result = "null";
       std::lock_guard lock(mutex);
@@ -355,7 +359,7 @@ struct Worker::State {
     };
     for (const Ack& a : ack_batch) add(JobEventKind::kSucceeded, a.lease.id);
     for (const Fail& f : fail_batch) {
-      JobEventKind kind = f.retry_at                              ? JobEventKind::kRetried
+      JobEventKind kind = f.retry_at || f.retried_by_handler      ? JobEventKind::kRetried
                           : f.final_state == JobState::kCancelled ? JobEventKind::kCancelled
                                                                   : JobEventKind::kFailed;
       if (JobEvent* e = add(kind, f.lease.id)) {
@@ -397,18 +401,25 @@ struct Worker::State {
                   "' cannot be checked, holding the job back for 1 s: " + e.what());
       delay = std::chrono::seconds(1);
     }
-    std::lock_guard lock(mutex);
-    if (!accept_outcome_locked(job.id)) return false;
-    snoozes.push_back(Snooze{LeaseRef{job.id, job.lease_token}, now_ms() + delay.count()});
-    settling.push_back(job.id);
-    outcomes_cv.notify_one();
+    snooze(job, now_ms() + delay.count());
     return false;
   }
 
+  // snooze settles the job as held back until run_at, its attempt not counted.
+  void snooze(const Job& job, EpochMs run_at) {
+    std::lock_guard lock(mutex);
+    if (!accept_outcome_locked(job.id)) return;
+    snoozes.push_back(Snooze{LeaseRef{job.id, job.lease_token}, run_at});
+    settling.push_back(job.id);
+    outcomes_cv.notify_one();
+  }
+
   // settle_failure decides between retry and a final state; `options` is null when the job
-  // cannot succeed on any attempt (unknown task).
+  // cannot succeed on any attempt (unknown task). A handler's `action` other than kRetry
+  // decides in its place, unless the job was cancelled.
   void settle_failure(JobContext& ctx, JobFailure error, const HandlerOptions* options,
-                      std::optional<EpochMs> retry_at = std::nullopt) {
+                      std::optional<EpochMs> retry_at = std::nullopt,
+                      FailureAction action = FailureAction::kRetry) {
     const Job& job = ctx.job();
     Fail f{LeaseRef{job.id, job.lease_token}, std::move(error), std::nullopt, JobState::kFailed};
     switch (ctx.stop_reason()) {
@@ -419,7 +430,12 @@ struct Worker::State {
         f.error.type = "JobTimeout";
         [[fallthrough]];
       default:
-        if (options != nullptr && job.attempt < job.max_attempts) {
+        if (action == FailureAction::kCancel) {
+          f.final_state = JobState::kCancelled;
+        } else if (action == FailureAction::kRetried) {
+          f.retried_by_handler = true;
+        } else if (action != FailureAction::kFail && options != nullptr &&
+                   job.attempt < job.max_attempts) {
           f.retry_at = retry_at ? *retry_at : now_ms() + retry_delay(*options, job.attempt).count();
         }
     }
@@ -484,7 +500,7 @@ struct Worker::State {
         n_lost += (ack_batch.size() - acked) + (fail_batch.size() - failed) +
                   (snooze_batch.size() - snoozed);
         for (const Fail& f : fail_batch) {
-          if (f.retry_at) {
+          if (f.retry_at || f.retried_by_handler) {
             ++n_retried;
           } else if (f.final_state == JobState::kCancelled) {
             ++n_cancelled;
