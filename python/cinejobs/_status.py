@@ -27,6 +27,8 @@ def format_counts(stats: dict[str, int], rate: float | None) -> str:
         f"retried {stats.get('retried', 0):,}",
         f"running {stats.get('running', 0):,}",
     ]
+    if stats.get("snoozed"):  # held back by a rate limit or an ETA: not processed, not retried
+        parts.append(f"snoozed {stats['snoozed']:,}")
     if rate is not None:
         parts.append(f"{rate:,.1f} jobs/s")
     return " | ".join(parts)

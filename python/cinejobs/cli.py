@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__, _core
-from ._status import StatusLine
+from ._status import StatusLine, format_counts
 from .app import DEFAULT_BROKER_URL, App, default_broker_url, run_until_signalled
 from .errors import CinejobsError, UniqueConflict
 from .handle import STATES
@@ -200,7 +200,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise CliError("--with-scheduler runs cinejobs schedules; a --celery worker has none")
     scheduler = app.scheduler(**_scheduler_options(args)) if args.with_scheduler and app else None
 
+    ran: list[Any] = []  # the worker, for its final counts
+
     def started(worker: Any) -> None:
+        ran.append(worker)
         tasks = ", ".join(worker.task_names) or "none"
         builtins = (
             ""
@@ -247,6 +250,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     status.log(
         f"cinejobs worker stopped: {report['finished']} running job(s) finished, "
         f"{report['returned']} returned to the queue"
+        + (f"; {format_counts(ran[0].stats(), None)}" if ran else "")
     )
     if not report.get("clean", True):
         # Handlers still running Python code past the grace period cannot be interrupted; their
