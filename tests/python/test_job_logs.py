@@ -21,7 +21,7 @@ from helpers import WorkerProcess, read_lines, spawn_cli, wait_until
 
 import cinejobs
 from cinejobs._status import StatusLine
-from cinejobs.joblog import LOGGER_NAME, configure_logging
+from cinejobs.joblog import LOGGER_NAME, JobLog, configure_logging
 
 N_OK = 20
 APP = "apps.joblogs:app"
@@ -309,3 +309,47 @@ def test_log_records_and_the_status_line_do_not_garble_each_other_on_a_terminal(
     assert first < cleared < record < redrawn < text.index("worker: processed 4", redrawn)
     # The record begins on a cleared line: only the clearing stands between them.
     assert text[cleared:record].strip(" \r") == ""
+
+
+def test_a_job_log_that_falls_behind_says_how_many_events_it_dropped(
+    tmp_path: Path, job_logger: tuple[logging.Logger, Records]
+) -> None:
+    job_logger[0].setLevel(logging.CRITICAL)  # the worker's own job log stays off
+    logger = logging.getLogger("tests.joblog")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    release = threading.Event()
+
+    class Slow(Records):
+        def emit(self, record: logging.LogRecord) -> None:
+            release.wait(timeout=30)  # the first record holds the drain thread up
+            super().emit(record)
+
+    slow = Slow()
+    logger.addHandler(slow)
+    app = sqlite_app(tmp_path)
+    try:
+        with app.worker(concurrency=2) as worker:
+            log = JobLog(worker._core, logger, capacity=3)
+            # The worker has started: a second observer cannot be added any more.
+            with pytest.raises(cinejobs.ConfigError):
+                log.start()
+        worker = app.worker(concurrency=2)
+        log = JobLog(worker._core, logger, capacity=3)
+        log.start()
+        with worker:
+            handles = [app.enqueue("unit.add", [i, 1]) for i in range(20)]
+            for h in handles:
+                h.wait(timeout=10)
+            release.set()
+        log.stop()
+    finally:
+        release.set()
+        logger.removeHandler(slow)
+    # One warning per time it fell behind (at least the one while it was held up).
+    dropped = [r for r in slow.records if "fell behind" in r.getMessage()]
+    assert dropped, [r.getMessage() for r in slow.records]
+    assert all(r.levelname == "WARNING" for r in dropped)
+    count = sum(getattr(r, "dropped", 0) for r in dropped)
+    jobs = [r for r in slow.records if hasattr(r, "job_id")]
+    assert count > 0 and len(jobs) + count == 40  # every event was logged or counted dropped
