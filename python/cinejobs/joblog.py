@@ -135,10 +135,13 @@ class JobLog:
     def _drain(self) -> None:
         queue = self._queue
         assert queue is not None
+        main = threading.main_thread()
         while True:
             events = queue.take(_BATCH, _WAIT)
             self._log_events(events)
-            if not events and self._stopping.is_set():
+            # An interpreter exiting with the worker never stopped must not wait for this
+            # (non-daemon) thread: the main thread is no longer alive once it is exiting.
+            if not events and (self._stopping.is_set() or not main.is_alive()):
                 break
         # close() made take() return at once; whatever came meanwhile is still logged.
         while events := queue.take(_BATCH, 0.0):

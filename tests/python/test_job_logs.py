@@ -11,6 +11,8 @@ import logging
 import os
 import re
 import select
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -353,3 +355,20 @@ def test_a_job_log_that_falls_behind_says_how_many_events_it_dropped(
     count = sum(getattr(r, "dropped", 0) for r in dropped)
     jobs = [r for r in slow.records if hasattr(r, "job_id")]
     assert count > 0 and len(jobs) + count == 40  # every event was logged or counted dropped
+
+
+def test_a_program_that_never_stops_its_worker_still_exits(tmp_path: Path) -> None:
+    script = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "import cinejobs\n"
+        f"app = cinejobs.App('sqlite:///{tmp_path}/jobs.db')\n"
+        "worker = app.worker(concurrency=1).start()\n"
+        "assert worker._job_log.attached\n"
+        "app.enqueue('cinejobs.noop').wait(timeout=10)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "cinejobs.noop[default] started" in done.stderr
