@@ -120,7 +120,7 @@ class RevokedTasks:
         self._ids: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         self._pubsub.subscribe(self._channel)
         self._thread = threading.Thread(target=self._listen, name="cinejobs-celery-revokes")
 
