@@ -80,9 +80,19 @@ std::function<std::string(const Job&)> python_rate_limit_key(py::object key) {
   };
 }
 
+FailureAction failure_action(const std::string& name) {
+  if (name == "retry") return FailureAction::kRetry;
+  if (name == "fail") return FailureAction::kFail;
+  if (name == "retried") return FailureAction::kRetried;
+  if (name == "snooze") return FailureAction::kSnooze;
+  if (name == "cancel") return FailureAction::kCancel;
+  throw HandlerError("ValueError", "the task runner asked for failure action '" + name +
+                                       "': use retry, fail, retried, snooze or cancel");
+}
+
 // Calls the Python runner on a handler thread, holding the GIL only for the call and the
 // conversion of its result. The runner returns the result as JSON text, or a tuple
-// (type, message, traceback[, retry_at epoch ms]) for a failure it caught.
+// (type, message, traceback[, retry_at epoch ms | None[, action]]) for a failure it caught.
 Handler python_handler(py::object runner) {
   auto holder = std::make_shared<PyRunner>(std::move(runner));
   return [holder](JobContext& ctx) -> std::string {
@@ -94,7 +104,11 @@ Handler python_handler(py::object runner) {
       auto failure = out.cast<py::tuple>();
       std::optional<std::int64_t> retry_at;
       if (failure.size() > 3 && !failure[3].is_none()) retry_at = failure[3].cast<std::int64_t>();
-      throw HandlerError(py::str(failure[0]), py::str(failure[1]), py::str(failure[2]), retry_at);
+      const FailureAction action = failure.size() > 4
+                                       ? failure_action(failure[4].cast<std::string>())
+                                       : FailureAction::kRetry;
+      throw HandlerError(py::str(failure[0]), py::str(failure[1]), py::str(failure[2]), retry_at,
+                         action);
     } catch (py::error_already_set& e) {
       // The runner itself failed (it should catch the handler's errors): record what it raised.
       throw handler_error(e);
@@ -190,6 +204,16 @@ HandlerOptions make_handler_options(double retry_backoff, double retry_backoff_m
   return options;
 }
 
+JobEventKind job_event_kind(const std::string& name) {
+  for (JobEventKind kind : {JobEventKind::kStarted, JobEventKind::kSucceeded, JobEventKind::kFailed,
+                            JobEventKind::kRetried, JobEventKind::kCancelled,
+                            JobEventKind::kSnoozed, JobEventKind::kReleased}) {
+    if (to_string(kind) == name) return kind;
+  }
+  throw ConfigError("no job event kind '" + name +
+                    "': use started, succeeded, failed, retried, cancelled, snoozed or released");
+}
+
 py::dict event_dict(const JobEvent& e) {
   py::dict d;
   d["kind"] = std::string(to_string(e.kind));
@@ -217,7 +241,14 @@ py::dict event_dict(const JobEvent& e) {
 
 void register_worker(py::module_& m) {
   py::class_<JobEventQueue, std::shared_ptr<JobEventQueue>>(m, "JobEventQueue")
-      .def(py::init<std::size_t>(), py::arg("capacity") = 100000)
+      .def(py::init([](std::size_t capacity, std::optional<std::vector<std::string>> names) {
+             std::vector<JobEventKind> kinds;
+             for (const std::string& name : names.value_or(std::vector<std::string>{})) {
+               kinds.push_back(job_event_kind(name));
+             }
+             return std::make_shared<JobEventQueue>(capacity, kinds);
+           }),
+           py::arg("capacity") = 100000, py::arg("kinds") = py::none())
       .def(
           "take",
           [](JobEventQueue& q, std::size_t max, double timeout) {

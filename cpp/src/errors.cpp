@@ -10,11 +10,12 @@ UniqueConflict::UniqueConflict(std::string unique_key, std::string existing_id)
       existing_id_(std::move(existing_id)) {}
 
 HandlerError::HandlerError(std::string type, std::string message, std::string traceback,
-                           std::optional<std::int64_t> retry_at)
+                           std::optional<std::int64_t> retry_at, FailureAction action)
     : Error(type + ": " + message),
       type_(std::move(type)),
       message_(std::move(message)),
       traceback_(std::move(traceback)),
-      retry_at_(retry_at) {}
+      retry_at_(retry_at),
+      action_(action) {}
 
 }  // namespace cinejobs

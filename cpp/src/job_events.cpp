@@ -4,10 +4,15 @@
 
 namespace cinejobs {
 
-JobEventQueue::JobEventQueue(std::size_t capacity)
-    : capacity_(std::max<std::size_t>(capacity, 1)) {}
+JobEventQueue::JobEventQueue(std::size_t capacity, const std::vector<JobEventKind>& kinds)
+    : capacity_(std::max<std::size_t>(capacity, 1)) {
+  if (kinds.empty()) return;
+  kinds_ = 0;
+  for (JobEventKind kind : kinds) kinds_ |= std::uint32_t{1} << static_cast<unsigned>(kind);
+}
 
 void JobEventQueue::on_job_event(const JobEvent& event) noexcept {
+  if ((kinds_ & (std::uint32_t{1} << static_cast<unsigned>(event.kind))) == 0) return;
   try {
     {
       std::lock_guard lock(mutex_);

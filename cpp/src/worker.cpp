@@ -64,6 +64,7 @@ HandlerOutcome run_handler(const Handler& handler, JobContext& ctx) noexcept {
   } catch (const HandlerError& e) {
     out.failure = JobFailure{e.type(), e.message(), e.traceback()};
     out.retry_at = e.retry_at();
+    out.action = e.action();
   } catch (const JobTimeout& e) {
     out.failure = JobFailure{"JobTimeout", e.what(), ""};
   } catch (const JobCancelled& e) {
@@ -349,8 +350,12 @@ struct Worker::State {
     }
     announce_start(ctx);
     HandlerOutcome outcome = run_handler(handler->second.handler, ctx);
-    if (outcome.failure) {
-      settle_failure(ctx, std::move(*outcome.failure), &handler->second.options, outcome.retry_at);
+    if (outcome.failure && outcome.action == FailureAction::kSnooze &&
+        ctx.stop_reason() == StopReason::kNone) {
+      snooze(job, outcome.retry_at.value_or(now_ms()));
+    } else if (outcome.failure) {
+      settle_failure(ctx, std::move(*outcome.failure), &handler->second.options, outcome.retry_at,
+                     outcome.action);
     } else {
       std::lock_guard lock(mutex);
       if (!accept_outcome_locked(job)) return;
@@ -408,7 +413,7 @@ struct Worker::State {
     };
     for (const Ack& a : ack_batch) add(JobEventKind::kSucceeded, a.lease);
     for (const Fail& f : fail_batch) {
-      JobEventKind kind = f.retry_at                              ? JobEventKind::kRetried
+      JobEventKind kind = f.retry_at || f.retried_by_handler      ? JobEventKind::kRetried
                           : f.final_state == JobState::kCancelled ? JobEventKind::kCancelled
                                                                   : JobEventKind::kFailed;
       if (JobEvent* e = add(kind, f.lease)) {
@@ -451,18 +456,25 @@ struct Worker::State {
                   "' cannot be checked, holding the job back for 1 s: " + e.what());
       delay = std::chrono::seconds(1);
     }
-    std::lock_guard lock(mutex);
-    if (!accept_outcome_locked(job)) return false;
-    snoozes.push_back(Snooze{LeaseRef{job.id, job.lease_token}, now_ms() + delay.count()});
-    settling.push_back(delivery(job));
-    outcomes_cv.notify_one();
+    snooze(job, now_ms() + delay.count());
     return false;
   }
 
+  // snooze settles the job as held back until run_at, its attempt not counted.
+  void snooze(const Job& job, EpochMs run_at) {
+    std::lock_guard lock(mutex);
+    if (!accept_outcome_locked(job)) return;
+    snoozes.push_back(Snooze{LeaseRef{job.id, job.lease_token}, run_at});
+    settling.push_back(delivery(job));
+    outcomes_cv.notify_one();
+  }
+
   // settle_failure decides between retry and a final state; `options` is null when the job
-  // cannot succeed on any attempt (unknown task).
+  // cannot succeed on any attempt (unknown task). A handler's `action` other than kRetry
+  // decides in its place, unless the job was cancelled.
   void settle_failure(JobContext& ctx, JobFailure error, const HandlerOptions* options,
-                      std::optional<EpochMs> retry_at = std::nullopt) {
+                      std::optional<EpochMs> retry_at = std::nullopt,
+                      FailureAction action = FailureAction::kRetry) {
     const Job& job = ctx.job();
     Fail f{LeaseRef{job.id, job.lease_token}, std::move(error), std::nullopt, JobState::kFailed};
     switch (ctx.stop_reason()) {
@@ -483,7 +495,12 @@ struct Worker::State {
         f.error.type = "JobTimeout";
         [[fallthrough]];
       default:
-        if (options != nullptr && job.attempt < job.max_attempts) {
+        if (action == FailureAction::kCancel) {
+          f.final_state = JobState::kCancelled;
+        } else if (action == FailureAction::kRetried) {
+          f.retried_by_handler = true;
+        } else if (action != FailureAction::kFail && options != nullptr &&
+                   job.attempt < job.max_attempts) {
           f.retry_at = retry_at ? *retry_at : now_ms() + retry_delay(*options, job.attempt).count();
         }
     }
@@ -551,7 +568,7 @@ struct Worker::State {
         n_lost += (ack_batch.size() - acked) + (fail_batch.size() - failed) +
                   (snooze_batch.size() - snoozed);
         for (const Fail& f : fail_batch) {
-          if (f.retry_at) {
+          if (f.retry_at || f.retried_by_handler) {
             ++n_retried;
           } else if (f.final_state == JobState::kCancelled) {
             ++n_cancelled;
@@ -783,7 +800,7 @@ void Worker::register_child_task(std::string task, HandlerOptions options) {
     HandlerOutcome outcome = p->run(ctx, hard);
     if (outcome.failure) {
       throw HandlerError(std::move(outcome.failure->type), std::move(outcome.failure->message),
-                         std::move(outcome.failure->traceback), outcome.retry_at);
+                         std::move(outcome.failure->traceback), outcome.retry_at, outcome.action);
     }
     return std::move(outcome.result);
   };

@@ -12,8 +12,14 @@ __version__: str
 # created_at, started_at, finished_at (epoch ms, 0 when not yet), cancel_requested.
 JobDict = dict[str, Any]
 # What a Python runner returns: the result as JSON text, or (error type, message, traceback),
-# or (error type, message, traceback, retry at epoch ms) to choose when the job runs again.
-RunnerResult = str | tuple[str, str, str] | tuple[str, str, str, int]
+# or (error type, message, traceback, retry at epoch ms) to choose when the job runs again, or
+# (error type, message, traceback, retry at | None, action) where action is "retry" (the default:
+# retried while attempts remain), "fail" (failed now), "retried" (the runner enqueued the next
+# attempt itself, as a Celery retry does: this delivery ends, counted as a retry), "snooze" (held
+# back until retry at, the attempt not counted) or "cancel" (ended cancelled).
+RunnerResult = (
+    str | tuple[str, str, str] | tuple[str, str, str, int] | tuple[str, str, str, int | None, str]
+)
 
 class Broker:
     def __init__(
@@ -94,7 +100,9 @@ class JobContext:
 # "released"), id, task, queue, attempt, max_attempts, at (epoch ms), duration (s), error
 # (None or {"type", "message", "traceback"}), retry_at (epoch ms, 0 when none).
 class JobEventQueue:
-    def __init__(self, capacity: int = 100000) -> None: ...
+    # kinds: the event kinds kept ("started", "succeeded", "failed", "retried", "cancelled",
+    # "snoozed", "released"); None keeps every kind.
+    def __init__(self, capacity: int = 100000, kinds: Sequence[str] | None = None) -> None: ...
     # Waits up to timeout seconds (GIL released); at most max events, oldest first.
     def take(self, max: int = 1000, timeout: float = 0.2) -> list[dict[str, Any]]: ...
     def close(self) -> None: ...

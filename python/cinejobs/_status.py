@@ -4,7 +4,10 @@ plain log lines (only when something changed, at a slower pace) when output is p
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
 __all__ = ["StatusLine", "format_counts"]
@@ -24,13 +27,18 @@ def format_counts(stats: dict[str, int], rate: float | None) -> str:
         f"retried {stats.get('retried', 0):,}",
         f"running {stats.get('running', 0):,}",
     ]
+    if stats.get("snoozed"):  # held back by a rate limit or an ETA: not processed, not retried
+        parts.append(f"snoozed {stats['snoozed']:,}")
     if rate is not None:
         parts.append(f"{rate:,.1f} jobs/s")
     return " | ".join(parts)
 
 
 class StatusLine:
-    """Shows worker counters (processed, succeeded, failed, retried, running, jobs/s)."""
+    """Shows worker counters (processed, succeeded, failed, retried, running, jobs/s).
+
+    Thread-safe: log records written from other threads through :meth:`interrupted` (the job
+    log) and updates from the main thread never interleave on the terminal."""
 
     def __init__(
         self,
@@ -48,6 +56,8 @@ class StatusLine:
         self.tty = tty
         self.plain_interval = plain_interval
         self._width = 0
+        self._line = ""  # what the terminal shows now (tty only)
+        self._lock = threading.RLock()
         self._last_text = ""
         self._last_plain = 0.0
         self._samples: list[tuple[float, int]] = []
@@ -66,6 +76,10 @@ class StatusLine:
         return (processed - p0) / (now - t0) if now > t0 else 0.0
 
     def update(self, stats: dict[str, int], extra: str = "") -> None:
+        with self._lock:
+            self._update(stats, extra)
+
+    def _update(self, stats: dict[str, int], extra: str) -> None:
         text = format_counts(stats, self._rate(self.processed(stats)))
         if extra:
             text = f"{text} | {extra}"
@@ -74,6 +88,7 @@ class StatusLine:
             pad = max(0, self._width - len(line))
             self.stream.write("\r" + line + " " * pad)
             self._width = len(line)
+            self._line = line
             self.stream.flush()
             return
         now = time.monotonic()
@@ -86,15 +101,37 @@ class StatusLine:
 
     def log(self, message: str) -> None:
         """Print a message on its own line (above the status line on a terminal)."""
+        with self._lock:
+            self._clear()
+            self._line = ""
+            self.stream.write(message + "\n")
+            self.stream.flush()
+
+    @contextmanager
+    def interrupted(self) -> Iterator[None]:
+        """Clear the status line for what the block writes to the terminal (on another stream,
+        such as a log record on stderr), then draw it again below."""
+        with self._lock:
+            self._clear()
+            try:
+                yield
+            finally:
+                if self.tty and self._line:
+                    self.stream.write(self._line)
+                    self._width = len(self._line)
+                    self.stream.flush()
+
+    def _clear(self) -> None:
         if self.tty and self._width:
             self.stream.write("\r" + " " * self._width + "\r")
+            self.stream.flush()
             self._width = 0
-        self.stream.write(message + "\n")
-        self.stream.flush()
 
     def finish(self) -> None:
         """End the in-place line so that what follows starts on a fresh line."""
-        if self.tty and self._width:
-            self.stream.write("\n")
-            self._width = 0
-            self.stream.flush()
+        with self._lock:
+            if self.tty and self._width:
+                self.stream.write("\n")
+                self._width = 0
+                self._line = ""
+                self.stream.flush()

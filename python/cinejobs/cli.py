@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__, _core
-from ._status import StatusLine
+from ._status import StatusLine, format_counts
 from .app import DEFAULT_BROKER_URL, App, default_broker_url, run_until_signalled
 from .errors import CinejobsError, UniqueConflict
 from .handle import STATES
+from .joblog import LOG_FORMATS, LOG_LEVELS, configure_logging
 
 __all__ = ["load_app", "main"]
 
@@ -213,13 +214,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
                 "recycled, a child process can"
             )
     status = StatusLine(sys.stdout, prefix="cinejobs worker: ")
+    configure_logging(args.log_level, args.log_format, status=status)
     grace = options.get("grace", _core.WorkerOptions().grace)
 
     if args.with_scheduler and app is None:
         raise CliError("--with-scheduler runs cinejobs schedules; a --celery worker has none")
     scheduler = app.scheduler(**_scheduler_options(args)) if args.with_scheduler and app else None
 
+    ran: list[Any] = []  # the worker, for its final counts
+
     def started(worker: Any) -> None:
+        ran.append(worker)
         tasks = ", ".join(worker.task_names) or "none"
         builtins = (
             ""
@@ -271,6 +276,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     status.log(
         f"cinejobs worker stopped: {report['finished']} running job(s) finished, "
         f"{report['returned']} returned to the queue"
+        + (f"; {format_counts(ran[0].stats(), None)}" if ran else "")
     )
     if not report.get("clean", True):
         # Handlers still running Python code past the grace period cannot be interrupted; their
@@ -617,6 +623,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also run a scheduler for the app's schedules in this process (any number of "
         "schedulers may run: each tick is enqueued once)",
+    )
+    w.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default="info",
+        help="least level logged on stderr; info logs every job's start and end, warning only "
+        "retries and failures (default: info)",
+    )
+    w.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text: one readable line per record, a failure's traceback under it; json: one "
+        "JSON object per line, for log shippers (default: text)",
     )
     _add_scheduler_options(w)
     w.set_defaults(func=cmd_worker)

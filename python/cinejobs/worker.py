@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _core, batch
 from .context import CurrentJob, _current
+from .joblog import JobLog
 
 if TYPE_CHECKING:
     from .app import Task
@@ -251,6 +252,7 @@ class Worker:
         self._loop: _EventLoopThread | None = None
         self._loop_lock = threading.Lock()
         self._stop_report: dict[str, Any] | None = None
+        self._job_log = JobLog(self._core)  # a line per job start and end, when logging is on
         self._core.register_builtins()
         # The native TMDB pipeline (tmdb.enrich, tmdb.sync): settings from the environment,
         # overridden by `tmdb` (rate, film_store, cache, rate_limit_store, sync_url). Nothing is
@@ -314,7 +316,12 @@ class Worker:
         why, e.g. the app failed to import)."""
         if self.processes == 0 and any(t.is_async for t in self.tasks):
             self._event_loop()
-        self._core.start()
+        self._job_log.start()  # before the core worker: its observers are fixed once it runs
+        try:
+            self._core.start()
+        except BaseException:
+            self._job_log.stop()
+            raise
         batch._lifecycle.worker_started(self)
         return self
 
@@ -327,6 +334,7 @@ class Worker:
             # the GIL, so that Python jobs can finish meanwhile.
             report = self._core.stop(-1.0 if grace is None else max(0.0, grace))
             self._stop_report = dict(report)
+            self._job_log.stop()  # the last ends are in its queue now
             # Batchers opened while the worker ran hold its jobs' output: write it out now.
             batch._lifecycle.worker_stopped(self)
             if self._loop is not None:

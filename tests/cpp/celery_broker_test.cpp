@@ -134,6 +134,27 @@ TEST_F(CeleryBrokerTest, ADeferredMessageReturnsToItsQueueOnlyOnceItsTimeHasCome
   EXPECT_EQ(call({"HEXISTS", "unacked", "tag-later"}).text, "1");
 }
 
+TEST_F(CeleryBrokerTest, ASnoozedMessageIsHeldInPlaceUntilItsTimeAndAFinalFailureDropsIt) {
+  call({"LPUSH", "celery", message("later", "tag-later")});
+  call({"LPUSH", "celery", message("now", "tag-now")});
+  call({"LPUSH", "celery", message("failed", "tag-failed")});
+  const auto jobs = reserve(3);
+  ASSERT_EQ(jobs.size(), 3u);
+  const Snooze snoozes[] = {Snooze{LeaseRef{jobs[0].id, jobs[0].lease_token}, now_ms() + 3'600'000},
+                            Snooze{LeaseRef{jobs[1].id, jobs[1].lease_token}, now_ms() - 1}};
+  EXPECT_EQ(broker_->snooze(snoozes), 2u);
+  const Fail fails[] = {
+      Fail{LeaseRef{jobs[2].id, jobs[2].lease_token}, {}, std::nullopt, JobState::kFailed}};
+  EXPECT_EQ(broker_->fail(fails), 1u);
+  EXPECT_EQ(call({"HEXISTS", "unacked", "tag-failed"}).text, "0");
+  EXPECT_EQ(broker_->recover_expired().requeued, 1u);
+  const auto due = reserve(3);
+  ASSERT_EQ(due.size(), 1u);
+  EXPECT_EQ(due[0].id, "tag-now");
+  EXPECT_EQ(call({"HEXISTS", "unacked", "tag-later"}).text, "1");
+  EXPECT_EQ(call({"LLEN", "celery"}).text, "0");
+}
+
 TEST_F(CeleryBrokerTest, RecoveryRestoresExpiredLeasesThroughTheExchangeBinding) {
   call({"SADD", "_kombu.binding.celery", std::string("celery\x06\x16\x06\x16") + "celery"});
   call({"LPUSH", "celery", message("id-1", "tag-1", "application/json", "celery")});

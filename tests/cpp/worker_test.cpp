@@ -363,6 +363,56 @@ TEST_F(WorkerTest, AHandlerErrorWithRetryAtSchedulesTheRetryThenInsteadOfTheBack
   EXPECT_EQ(stored->attempt, 1);
 }
 
+// A handler's FailureAction decides in the worker's place: each job below has attempts left.
+TEST_F(WorkerTest, AHandlersFailureActionDecidesTheOutcomeAndTheCounters) {
+  auto events = std::make_shared<JobEventQueue>();
+  const EpochMs later = now_ms() + 3'600'000;
+  auto throwing = [](FailureAction action, std::optional<std::int64_t> retry_at = std::nullopt) {
+    return [action, retry_at](JobContext&) -> std::string {
+      throw HandlerError("Failure", "asked", "tb", retry_at, action);
+    };
+  };
+  Worker worker(broker_, options(2));
+  worker.add_observer(events);
+  worker.register_handler("fail", throwing(FailureAction::kFail));
+  worker.register_handler("retried", throwing(FailureAction::kRetried));
+  worker.register_handler("snooze", throwing(FailureAction::kSnooze, later));
+  worker.register_handler("cancel", throwing(FailureAction::kCancel));
+  std::map<std::string, std::string> ids;
+  for (const char* task : {"fail", "retried", "snooze", "cancel"}) {
+    Job job = make_job(task);
+    job.max_attempts = 5;
+    ids[task] = enqueue(job);
+  }
+  worker.start();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const WorkerStats s = worker.stats();
+        return s.failed == 1 && s.retried == 1 && s.snoozed == 1 && s.cancelled == 1;
+      },
+      5s));
+  worker.stop();
+  const WorkerStats stats = worker.stats();
+  EXPECT_EQ(stats.succeeded, 0u);
+  EXPECT_EQ(stats.reserved, 4u) << "nothing ran twice";
+  EXPECT_EQ(broker_->get(ids["fail"])->state, JobState::kFailed);
+  // The handler enqueued the next attempt itself: this job ends, the broker schedules nothing.
+  EXPECT_EQ(broker_->get(ids["retried"])->state, JobState::kFailed);
+  EXPECT_EQ(broker_->get(ids["cancel"])->state, JobState::kCancelled);
+  const auto snoozed = broker_->get(ids["snooze"]);
+  EXPECT_EQ(snoozed->state, JobState::kScheduled);
+  EXPECT_EQ(snoozed->run_at, later);
+  EXPECT_EQ(snoozed->attempt, 0) << "a snooze does not count the attempt";
+  std::map<std::string, JobEventKind> ends;
+  for (const JobEvent& e : events->take(100, 0ms)) {
+    if (e.kind != JobEventKind::kStarted) ends[e.task] = e.kind;
+  }
+  EXPECT_EQ(ends["fail"], JobEventKind::kFailed);
+  EXPECT_EQ(ends["retried"], JobEventKind::kRetried);
+  EXPECT_EQ(ends["snooze"], JobEventKind::kSnoozed);
+  EXPECT_EQ(ends["cancel"], JobEventKind::kCancelled);
+}
+
 TEST_F(WorkerTest, UnknownTaskFailsAtOnceWithoutRetry) {
   std::atomic<int> known_runs{0};
   Worker worker(broker_, options(1));
@@ -964,6 +1014,21 @@ TEST_F(WorkerTest, AJobEventQueueDropsTheOldestWhenFullAndCountsThem) {
   ASSERT_EQ(taken.size(), 2u);
   EXPECT_EQ(taken[0].id, "3");
   EXPECT_EQ(queue.dropped(), 3u);
+}
+
+TEST_F(WorkerTest, AJobEventQueueKeepsOnlyTheKindsItWasGiven) {
+  JobEventQueue queue(10, {JobEventKind::kFailed, JobEventKind::kRetried});
+  for (JobEventKind kind : {JobEventKind::kStarted, JobEventKind::kSucceeded,
+                            JobEventKind::kRetried, JobEventKind::kFailed}) {
+    JobEvent e;
+    e.kind = kind;
+    queue.on_job_event(e);
+  }
+  const auto taken = queue.take(10, 0ms);
+  ASSERT_EQ(taken.size(), 2u);
+  EXPECT_EQ(taken[0].kind, JobEventKind::kRetried);
+  EXPECT_EQ(taken[1].kind, JobEventKind::kFailed);
+  EXPECT_EQ(queue.dropped(), 0u) << "ignored kinds are not dropped events";
 }
 
 }  // namespace

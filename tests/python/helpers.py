@@ -101,17 +101,19 @@ class WorkerProcess:
             ) from None
 
 
-def spawn_cli(args: Sequence[str], log: Path, cwd: Path) -> WorkerProcess:
+def spawn_cli(
+    args: Sequence[str], log: Path, cwd: Path, *, stderr_log: Path | None = None
+) -> WorkerProcess:
     """Start `python -m cinejobs ARGS` (a worker, a scheduler) with the test apps importable,
-    its output unbuffered into `log`."""
+    its output unbuffered into `log` (its stderr into `stderr_log` when given)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS_DIR), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
-    with log.open("wb") as out:
+    with log.open("wb") as out, (stderr_log or Path(os.devnull)).open("wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "cinejobs", *args],
             stdout=out,
-            stderr=subprocess.STDOUT,
+            stderr=err if stderr_log is not None else subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=cwd,
             env=env,

@@ -64,6 +64,9 @@ struct Fail {
   JobFailure error;
   std::optional<EpochMs> retry_at;
   JobState final_state = JobState::kFailed;
+  // Set when the handler has enqueued the next attempt itself (FailureAction::kRetried, a Celery
+  // retry): the broker ends this delivery as final; the worker counts it as a retry.
+  bool retried_by_handler = false;
 };
 
 // Snooze puts a delivery back to wait until run_at without counting its attempt (a job held back

@@ -14,9 +14,11 @@
 // - ack ends the delivery (HDEL + ZREM) and, when its result text is not "null", stores that
 //   text as the task's result document under celery-task-meta-<task id> in the backend (SET
 //   with result_expires, then PUBLISH on the key's channel, as Celery's Redis backend does).
-// - fail with retry_at keeps the message in unacked and moves its index score so that a restore
-//   puts it back in its queue at retry_at (an ETA not yet reached); fail without it drops the
-//   message. release puts messages back at once; extend renews leases.
+// - snooze (an ETA not yet reached, a global rate limit's refusal), like fail with retry_at,
+//   keeps the message in unacked and moves its index score so that a restore puts it back in
+//   its queue at that time; fail without retry_at drops the message (Celery's FAILURE or
+//   REVOKED state is stored by the Python glue). release puts messages back at once; extend
+//   renews leases.
 // - A lease is the index score: the delivery is restored when score + visibility_timeout
 //   passes. cinejobs scores a delivery now + lease - visibility_timeout and renews it, so a
 //   dead cinejobs worker's messages return after its lease, and Celery workers (which restore

@@ -74,25 +74,41 @@ class JobTimeout : public Error {
   using Error::Error;
 };
 
+// FailureAction: what a handler's failure asks the worker to do with its job. Adapters of
+// frameworks that decide retries themselves (the Celery worker) use it so that the worker's
+// counters and job events say what that framework recorded.
+enum class FailureAction {
+  kRetry,    // retried (at retry_at, else after the backoff) while attempts remain, else failed
+  kFail,     // failed now, whatever attempts remain
+  kRetried,  // the handler has enqueued the next attempt itself (a Celery retry publishes a new
+             // message): this delivery ends, counted as a retry
+  kSnooze,   // held back until retry_at (now when empty) without counting the attempt
+  kCancel,   // ended cancelled
+};
+
 // HandlerError: a handler's failure as the job will record it: an error type name, a message
 // and a traceback (empty for native handlers). A handler that knows when its job should run
 // again (a Celery ETA, an upstream's Retry-After) sets retry_at: the worker then retries at that
-// time, when attempts remain, instead of after its backoff.
+// time, when attempts remain, instead of after its backoff. `action` overrides the worker's
+// own decision (see FailureAction).
 class HandlerError : public Error {
  public:
   HandlerError(std::string type, std::string message, std::string traceback = {},
-               std::optional<std::int64_t> retry_at = std::nullopt);
+               std::optional<std::int64_t> retry_at = std::nullopt,
+               FailureAction action = FailureAction::kRetry);
   const std::string& type() const noexcept { return type_; }
   const std::string& message() const noexcept { return message_; }
   const std::string& traceback() const noexcept { return traceback_; }
   // Epoch milliseconds, or empty: retry after the backoff.
   const std::optional<std::int64_t>& retry_at() const noexcept { return retry_at_; }
+  FailureAction action() const noexcept { return action_; }
 
  private:
   std::string type_;
   std::string message_;
   std::string traceback_;
   std::optional<std::int64_t> retry_at_;
+  FailureAction action_;
 };
 
 }  // namespace cinejobs

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cinejobs/broker.hpp"
+#include "cinejobs/errors.hpp"
 #include "cinejobs/job_context.hpp"
 #include "cinejobs/job_events.hpp"
 #include "cinejobs/rate_limiter.hpp"
@@ -36,6 +37,7 @@ struct HandlerOutcome {
   std::string result = "null";  // JSON text
   std::optional<JobFailure> failure;
   std::optional<EpochMs> retry_at;  // the handler's own choice of when to retry
+  FailureAction action = FailureAction::kRetry;
 };
 
 // run_handler calls `handler` and turns whatever it throws into a failure; a job whose token

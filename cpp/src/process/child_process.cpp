@@ -82,9 +82,9 @@ struct Child {
       if (outcome.failure) {
         const JobFailure& f = *outcome.failure;
         send(detail::encode_frame(
-            FrameType::kDone,
-            {ctx->id(), "error", f.type, f.message, f.traceback,
-             outcome.retry_at ? std::to_string(*outcome.retry_at) : std::string()}));
+            FrameType::kDone, {ctx->id(), "error", f.type, f.message, f.traceback,
+                               outcome.retry_at ? std::to_string(*outcome.retry_at) : std::string(),
+                               std::to_string(static_cast<int>(outcome.action))}));
       } else {
         send(detail::encode_frame(FrameType::kDone, {ctx->id(), "ok", outcome.result}));
       }

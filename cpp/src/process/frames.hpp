@@ -20,7 +20,7 @@ enum class FrameType : std::uint8_t {
   kReady = 3,     // child -> supervisor: [pid], once the app is imported
   kProgress = 4,  // child -> supervisor: [job id, fraction, step, message]
   kDone = 5,      // child -> supervisor: [job id, "ok", result] or [job id, "error", type,
-                  //  message, traceback, retry_at ("" when none)]
+                  //  message, traceback, retry_at ("" when none), FailureAction number]
 };
 
 inline constexpr std::size_t kMaxFrame = std::size_t{1} << 30;

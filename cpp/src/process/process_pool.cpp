@@ -311,6 +311,12 @@ struct ProcessPool::State {
           if (f.size() < 6) throw InvalidPayload("a job failure with too few fields");
           outcome.failure = JobFailure{std::move(f[2]), std::move(f[3]), std::move(f[4])};
           if (!f[5].empty()) outcome.retry_at = std::stoll(f[5]);
+          if (f.size() > 6) {
+            const int action = std::stoi(f[6]);
+            if (action >= 0 && action <= static_cast<int>(FailureAction::kCancel)) {
+              outcome.action = static_cast<FailureAction>(action);
+            }
+          }
         }
         std::lock_guard lock(mutex);
         auto it = child.pending.find(f[0]);

@@ -183,17 +183,12 @@ class CeleryBroker final : public Broker {
     for (const Fail& f : fails) {
       auto delivery = take_delivery(f.lease);
       if (!delivery) continue;
-      std::string* tag = &delivery->tag;
       if (f.retry_at) {
-        // Deferred: restored to its queue when score + visibility_timeout = retry_at.
-        const std::string score = seconds_text(epoch_seconds(*f.retry_at) - visibility_seconds());
-        const std::string_view one[] = {*tag};
-        if (run_per_tag(kTouch, score, one)[0]) ++count;
+        if (defer(delivery->tag, *f.retry_at)) ++count;
       } else {
-        std::fprintf(stderr, "cinejobs worker: dropped Celery message %s (task %s): %s: %s\n",
-                     tag->c_str(), delivery->task_id.c_str(), f.error.type.c_str(),
-                     f.error.message.c_str());
-        dropped.push_back(std::move(*tag));
+        // Final: Celery's own state (FAILURE, REVOKED) is in the backend already, or the worker
+        // refused the message (an unknown task) and its job log says why.
+        dropped.push_back(std::move(delivery->tag));
       }
     }
     const std::vector<std::string_view> tags(dropped.begin(), dropped.end());
@@ -269,11 +264,15 @@ class CeleryBroker final : public Broker {
   std::vector<Job> list(const ListParams&) override { throw unsupported("list"); }
   std::vector<QueueCount> counts() override { throw unsupported("counts"); }
   std::size_t purge(std::string_view) override { throw unsupported("purge"); }
-  // cinejobs rate limits snooze jobs; the Celery worker registers no limited task, so only the
-  // worker's empty batches arrive here.
+  // A snooze (an ETA not yet reached, a global rate limit's refusal) defers the delivery in
+  // place, as a fail with retry_at does: Celery's retries count is a header, untouched here.
   std::size_t snooze(std::span<const Snooze> snoozes) override {
-    if (snoozes.empty()) return 0;
-    throw unsupported("snooze (cinejobs rate limits on Celery tasks)");
+    std::size_t count = 0;
+    for (const Snooze& s : snoozes) {
+      auto delivery = take_delivery(s.lease);
+      if (delivery && defer(delivery->tag, s.run_at)) ++count;
+    }
+    return count;
   }
   // Schedules are cinejobs' own (Celery's are beat's): a Celery broker records none.
   TickResult enqueue_tick(const TickEnqueue&) override {
@@ -353,6 +352,14 @@ class CeleryBroker final : public Broker {
 
   double visibility_seconds() const {
     return static_cast<double>(options_.visibility_timeout.count()) / 1000.0;
+  }
+
+  // defer keeps a delivery in unacked and moves its index score so that a restore puts it back
+  // in its queue at run_at (score + visibility_timeout = run_at). False: no longer held.
+  bool defer(std::string_view tag, EpochMs run_at) {
+    const std::string score = seconds_text(epoch_seconds(run_at) - visibility_seconds());
+    const std::string_view one[] = {tag};
+    return run_per_tag(kTouch, score, one)[0];
   }
 
   // take_delivery ends this process' record of a lease and returns its delivery.

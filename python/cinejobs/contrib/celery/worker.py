@@ -11,6 +11,13 @@ stored through the app's own result backend (rare, and then exactly as Celery st
 retries, ``link``/``link_error`` callbacks and chains are published through the app, as Celery
 publishes them.
 
+Each delivery's outcome goes back to the C++ worker as what Celery recorded, so that the
+worker's counters and job events (the status line, the job log) say the same: SUCCESS is a
+success; FAILURE a failure (never retried by cinejobs: Celery's max_retries decides); a
+``self.retry`` or ``autoretry_for`` retry is a retry (Celery has published the next message);
+REVOKED is a cancellation; an ETA not yet reached and a global rate limit's refusal are snoozes
+(held back without counting an attempt, nothing recorded in Celery).
+
 What is refused: chords (the task is marked FAILURE saying so), and any message that is not
 JSON protocol 2 (the C++ broker leaves it in its queue for a Celery worker, never decoded).
 """
@@ -60,6 +67,18 @@ def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
 
 
+def _outcome(
+    action: str, exc: BaseException | None, message: str = "", traceback_text: str = ""
+) -> _core.RunnerResult:
+    """The runner's answer for a delivery that did not succeed: ``action`` is what the C++
+    worker does with it ("fail", "retried", "cancel"; see _core.pyi)."""
+    if exc is not None:
+        message = message or str(exc)
+        traceback_text = traceback_text or "".join(traceback.format_exception(exc))
+    kind = type(exc).__name__ if exc is not None else "Revoked"
+    return (kind, message, traceback_text, None, action)
+
+
 def decode_body(envelope: dict[str, Any]) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
     """Return (args, kwargs, embed) from a protocol 2 message envelope as kombu's Redis
     transport stores it. Raises ValueError naming what is malformed."""
@@ -101,7 +120,7 @@ class RevokedTasks:
         self._ids: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         self._pubsub.subscribe(self._channel)
         self._thread = threading.Thread(target=self._listen, name="cinejobs-celery-revokes")
 
@@ -190,20 +209,21 @@ class CeleryRunner:
             try:
                 return self._run(task, fun, ctx)
             except _Deferred as deferred:
-                return ("Deferred", str(deferred), "", int(deferred.args[1]))
+                # Held back in place until its time: not an attempt, nothing stored.
+                return ("Deferred", str(deferred), "", int(deferred.args[1]), "snooze")
             except BaseException as exc:  # never let the C++ worker retry on its own
                 task_id = _task_id(ctx.args)
                 log.exception("cinejobs could not run Celery task %s[%s]", task.name, task_id)
                 if task_id:
                     self._store_failure(task, task_id, exc, None)
-                return "null"
+                return _outcome("fail", exc)
             finally:
                 _current.reset(token)
 
         run.__qualname__ = run.__name__ = f"celery[{task.name}]"
         return run
 
-    def _run(self, task: Any, fun: Callable[..., Any], ctx: _core.JobContext) -> str:
+    def _run(self, task: Any, fun: Callable[..., Any], ctx: _core.JobContext) -> _core.RunnerResult:
         envelope = json.loads(ctx.args)
         headers: dict[str, Any] = envelope.get("headers") or {}
         properties: dict[str, Any] = envelope.get("properties") or {}
@@ -246,7 +266,7 @@ class CeleryRunner:
                 "does not run yet (see docs/celery.md): run chords on a Celery worker"
             )
             self._store_failure(task, task_id, exc, context, store_errors)
-            return "null"
+            return _outcome("fail", exc)
 
         task.request_stack.push(context)
         self._task_stack.push(task)
@@ -259,11 +279,11 @@ class CeleryRunner:
                 until = _now() + _dt.timedelta(seconds=snoozed.delay)
                 raise _Deferred(str(snoozed), round(until.timestamp() * 1000)) from None
             except self._retry as reason:
-                task.backend.mark_as_retry(
-                    task_id, reason.exc, traceback.format_exc(), request=context
-                )
+                text = traceback.format_exc()
+                task.backend.mark_as_retry(task_id, reason.exc, text, request=context)
                 task.on_retry(reason.exc, task_id, args, kwargs, None)
-                return "null"
+                # Task.retry has published the next message: this delivery ends as a retry.
+                return ("Retry", str(reason), text, None, "retried")
             except self._ignore:
                 return "null"
             except self._reject as reject:
@@ -275,7 +295,7 @@ class CeleryRunner:
             except Exception as exc:
                 self._store_failure(task, task_id, exc, context, store_errors)
                 self._after_return(task, self._states.FAILURE, exc, task_id, args, kwargs)
-                return "null"
+                return _outcome("fail", exc)
             try:
                 self._publish_followers(context, task_id, retval)
                 document = (
@@ -284,7 +304,7 @@ class CeleryRunner:
             except Exception as exc:  # a result the backend cannot encode, a broker error
                 self._store_failure(task, task_id, exc, context, store_errors)
                 self._after_return(task, self._states.FAILURE, exc, task_id, args, kwargs)
-                return "null"
+                return _outcome("fail", exc)
             task.on_success(retval, task_id, args, kwargs)
             self._after_return(task, self._states.SUCCESS, retval, task_id, args, kwargs)
             return document
@@ -356,9 +376,11 @@ class CeleryRunner:
         if context is not None:
             task.on_failure(exc, task_id, context.args, context.kwargs, None)
 
-    def _revoked(self, task: Any, task_id: str, context: Any, reason: str, store: bool) -> str:
+    def _revoked(
+        self, task: Any, task_id: str, context: Any, reason: str, store: bool
+    ) -> _core.RunnerResult:
         task.backend.mark_as_revoked(task_id, reason, request=context, store_result=store)
-        return "null"
+        return _outcome("cancel", None, f"task {task_id} {reason}")
 
     def _after_return(
         self, task: Any, state: str, retval: Any, task_id: str, args: Any, kwargs: Any

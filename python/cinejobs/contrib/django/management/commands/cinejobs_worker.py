@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from cinejobs import cli
+from cinejobs.joblog import LOG_FORMATS, LOG_LEVELS
 
 from ...conf import cinejobs_settings
 
@@ -36,6 +37,14 @@ class Command(BaseCommand):
             help="process mode: replace a child whose resident memory is over MB",
         )
         parser.add_argument(
+            "--log-level", choices=LOG_LEVELS, help="least level logged on stderr (default: info)"
+        )
+        parser.add_argument(
+            "--log-format",
+            choices=LOG_FORMATS,
+            help="text, or json: one object per line, for log shippers (default: text)",
+        )
+        parser.add_argument(
             "--with-scheduler",
             action="store_true",
             help="also run a scheduler for the project's schedules in this process",
@@ -57,6 +66,8 @@ class Command(BaseCommand):
             "hard_timeout",
             "max_jobs_per_child",
             "max_memory_per_child",
+            "log_level",
+            "log_format",
         ):
             if options[name] is not None:
                 argv += ["--" + name.replace("_", "-"), str(options[name])]
