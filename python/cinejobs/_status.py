@@ -6,14 +6,14 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TextIO
+from typing import Any, TextIO
 
 __all__ = ["StatusLine", "format_counts"]
 
 
-def format_counts(stats: dict[str, int], rate: float | None) -> str:
+def format_counts(stats: Mapping[str, Any], rate: float | None) -> str:
     processed = (
         stats.get("succeeded", 0)
         + stats.get("failed", 0)
@@ -29,6 +29,11 @@ def format_counts(stats: dict[str, int], rate: float | None) -> str:
     ]
     if stats.get("snoozed"):  # held back by a rate limit or an ETA: not processed, not retried
         parts.append(f"snoozed {stats['snoozed']:,}")
+    if stats.get("children"):  # process mode: child processes alive, and those replaced
+        restarts = sum(dict(stats.get("child_restarts") or {}).values())
+        parts.append(
+            f"children {stats['children']}" + (f" (replaced {restarts:,})" if restarts else "")
+        )
     if rate is not None:
         parts.append(f"{rate:,.1f} jobs/s")
     return " | ".join(parts)
@@ -63,7 +68,7 @@ class StatusLine:
         self._samples: list[tuple[float, int]] = []
 
     @staticmethod
-    def processed(stats: dict[str, int]) -> int:
+    def processed(stats: Mapping[str, Any]) -> int:
         return sum(stats.get(k, 0) for k in ("succeeded", "failed", "retried", "cancelled"))
 
     def _rate(self, processed: int) -> float:
@@ -75,11 +80,11 @@ class StatusLine:
         t0, p0 = self._samples[0]
         return (processed - p0) / (now - t0) if now > t0 else 0.0
 
-    def update(self, stats: dict[str, int], extra: str = "") -> None:
+    def update(self, stats: Mapping[str, Any], extra: str = "") -> None:
         with self._lock:
             self._update(stats, extra)
 
-    def _update(self, stats: dict[str, int], extra: str) -> None:
+    def _update(self, stats: Mapping[str, Any], extra: str) -> None:
         text = format_counts(stats, self._rate(self.processed(stats)))
         if extra:
             text = f"{text} | {extra}"
