@@ -215,6 +215,7 @@ struct Worker::State {
   std::size_t active_handlers = 0;      // handler threads inside a job right now
   bool no_more_work = false;
   bool outcomes_closed = false;
+  bool draining = false;  // stopped past the grace with handlers still running
 
   std::atomic<std::uint64_t> n_reserved{0}, n_succeeded{0}, n_failed{0}, n_retried{0},
       n_cancelled{0}, n_released{0}, n_lost{0}, n_snoozed{0};
@@ -550,6 +551,15 @@ struct Worker::State {
       for (const JobEvent& e : events) notify(e);
       slots_cv.notify_one();  // only the dispatcher waits for slots
       idle_cv.notify_all();
+      bool done = false;
+      {
+        std::lock_guard lock(mutex);
+        done = draining && held.empty();
+      }
+      if (done) {
+        heartbeat_cv.notify_all();  // the last stubborn handler returned: nothing to renew
+        return;
+      }
     }
   }
 
@@ -617,8 +627,11 @@ struct Worker::State {
         auto wake = std::min(next_extend, next_maintenance);
         for (const auto& [id, h] : held) wake = std::min(wake, h.deadline);
         const std::uint64_t seen = deadlines_changed;
-        heartbeat_cv.wait_until(lock, stop, wake, [&] { return deadlines_changed != seen; });
-        if (stop.stop_requested()) return;
+        heartbeat_cv.wait_until(lock, stop, wake, [&] {
+          return deadlines_changed != seen || (draining && held.empty());
+        });
+        // After an unclean stop the heartbeat lives only for the jobs still running.
+        if (stop.stop_requested() || (draining && held.empty())) return;
         const auto now = Clock::now();
         for (auto& [id, h] : held) {
           if (h.deadline <= now) {
@@ -724,7 +737,12 @@ struct Worker::State {
                               [&] { return held.empty() && active_handlers == 0; });
     }
     report.finished = in_flight - overdue;
-    if (idle) finish();
+    if (idle) {
+      finish();
+    } else {
+      std::lock_guard lock(mutex);
+      draining = true;  // the heartbeat and the acker end once the last of them is settled
+    }
     report.returned = n_released - released_before;
     report.clean = idle;
     return report;
