@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -22,6 +23,7 @@
 #include "cinejobs/job.hpp"
 #include "cinejobs/job_context.hpp"
 #include "cinejobs/json_text.hpp"
+#include "delegating_broker.hpp"
 #include "test_support.hpp"
 
 using namespace cinejobs;
@@ -1029,6 +1031,83 @@ TEST_F(WorkerTest, AJobEventQueueKeepsOnlyTheKindsItWasGiven) {
   EXPECT_EQ(taken[0].kind, JobEventKind::kRetried);
   EXPECT_EQ(taken[1].kind, JobEventKind::kFailed);
   EXPECT_EQ(queue.dropped(), 0u) << "ignored kinds are not dropped events";
+}
+
+// ---------------------------------------------------------------------------------------------
+// A retry reserved while its previous attempt is still being settled
+
+// HoldFailUntilRetryReserved stores a retry, then holds the acker until the dispatcher has
+// reserved that retry: the window in which the worker still holds attempt 1 while attempt 2
+// arrives, made to happen every time.
+class HoldFailUntilRetryReserved : public DelegatingBroker {
+ public:
+  using DelegatingBroker::DelegatingBroker;
+  std::size_t fail(std::span<const Fail> fails) override {
+    const std::size_t n = inner_->fail(fails);
+    std::unique_lock lock(mutex_);
+    cv_.wait_for(lock, 5s, [&] { return retry_reserved_; });
+    return n;
+  }
+  std::vector<Job> reserve(const ReserveParams& params) override {
+    auto jobs = inner_->reserve(params);
+    bool again = false;
+    for (const Job& j : jobs) again = again || j.attempt == 2;
+    if (again) {
+      std::lock_guard lock(mutex_);
+      retry_reserved_ = true;
+      cv_.notify_all();
+    }
+    return jobs;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool retry_reserved_ = false;
+};
+
+// RetriedSeen opens when the worker reports attempt 1 retried, which it does after it has let
+// go of attempt 1.
+struct RetriedSeen : JobObserver {
+  Gate gate;
+  void on_job_event(const JobEvent& e) noexcept override {
+    if (e.kind == JobEventKind::kRetried) gate.open();
+  }
+};
+
+TEST_F(WorkerTest, ARetryReservedWhileItsPreviousAttemptSettlesHasItsOutcomeStored) {
+  auto broker = std::make_shared<HoldFailUntilRetryReserved>(broker_);
+  WorkerOptions o = options(2);
+  o.lease = 30s;  // a dropped outcome would leave the job running for all of it
+  Worker worker(broker, o);
+  auto retried = std::make_shared<RetriedSeen>();
+  worker.add_observer(retried);
+  std::atomic<int> runs{0};
+  HandlerOptions ho;
+  ho.retry_backoff = 0ms;
+  ho.retry_backoff_max = 0ms;
+  worker.register_handler(
+      "second_time_lucky",
+      [&](JobContext& ctx) -> std::string {
+        ++runs;
+        if (ctx.job().attempt == 1) throw std::runtime_error("first attempt fails");
+        // Attempt 2 was reserved while attempt 1 was still held; it ends only once the worker
+        // has let go of attempt 1, which must not take attempt 2 with it.
+        retried->gate.wait(nullptr, 5s);
+        return "2";
+      },
+      ho);
+  Job job = make_job("second_time_lucky");
+  job.max_attempts = 3;
+  const std::string id = enqueue(job);
+  worker.start();
+  const Job done = wait_final(id, 10s);
+  EXPECT_EQ(done.state, JobState::kSucceeded) << to_json(done);
+  EXPECT_EQ(done.attempt, 2);
+  EXPECT_EQ(done.result, std::optional<std::string>("2"));
+  worker.stop();
+  EXPECT_EQ(runs.load(), 2) << "a handler ran again after a success";
+  EXPECT_EQ(worker.stats().lost, 0u);
 }
 
 }  // namespace
