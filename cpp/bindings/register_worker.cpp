@@ -4,6 +4,7 @@
 #include "cinejobs/child_process.hpp"
 #include "cinejobs/errors.hpp"
 #include "cinejobs/job_context.hpp"
+#include "cinejobs/log.hpp"
 #include "cinejobs/tmdb_pipeline.hpp"
 #include "cinejobs/worker.hpp"
 
@@ -240,6 +241,30 @@ py::dict event_dict(const JobEvent& e) {
 }  // namespace
 
 void register_worker(py::module_& m) {
+  // The core's own messages, for the cinejobs logger (cinejobs.joblog drains them).
+  py::class_<LogQueue, std::shared_ptr<LogQueue>>(m, "LogQueue")
+      .def(py::init<std::size_t>(), py::arg("capacity") = 10000)
+      .def(
+          "take",
+          [](LogQueue& q, std::size_t max, double timeout) {
+            std::vector<LogRecord> records;
+            {
+              py::gil_scoped_release release;  // a wait
+              records = q.take(max, to_ms(timeout));
+            }
+            py::list out;
+            for (const LogRecord& r : records) {
+              out.append(py::make_tuple(static_cast<int>(r.level), r.component, r.message, r.at));
+            }
+            return out;
+          },
+          py::arg("max") = 1000, py::arg("timeout") = 0.2)
+      .def_property_readonly("dropped", &LogQueue::dropped);
+  m.def(
+      "install_log_queue",
+      [](std::shared_ptr<LogQueue> queue) { install_log_queue(std::move(queue)); },
+      py::arg("queue"));
+
   py::class_<JobEventQueue, std::shared_ptr<JobEventQueue>>(m, "JobEventQueue")
       .def(py::init([](std::size_t capacity, std::optional<std::vector<std::string>> names) {
              std::vector<JobEventKind> kinds;

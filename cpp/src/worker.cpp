@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "cinejobs/errors.hpp"
+#include "cinejobs/log.hpp"
 #include "cinejobs/process_pool.hpp"
 
 namespace cinejobs {
@@ -21,9 +22,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-void log_warning(const std::string& message) {
-  std::fprintf(stderr, "cinejobs worker: %s\n", message.c_str());
-}
+void log_warning(const std::string& message) { log(LogLevel::kWarning, "worker", message); }
 
 std::string default_worker_id() {
   char host[256] = {};

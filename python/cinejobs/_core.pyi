@@ -99,6 +99,16 @@ class JobContext:
 # dict: kind ("started", "succeeded", "failed", "retried", "cancelled", "snoozed",
 # "released"), id, task, queue, attempt, max_attempts, at (epoch ms), duration (s), error
 # (None or {"type", "message", "traceback"}), retry_at (epoch ms, 0 when none).
+# The core's own messages (no job owns them): (level as logging's number, component,
+# message, epoch ms). Installed, it receives every later message instead of stderr.
+class LogQueue:
+    def __init__(self, capacity: int = 10000) -> None: ...
+    def take(self, max: int = 1000, timeout: float = 0.2) -> list[tuple[int, str, str, int]]: ...
+    @property
+    def dropped(self) -> int: ...
+
+def install_log_queue(queue: LogQueue | None) -> None: ...
+
 class JobEventQueue:
     # kinds: the event kinds kept ("started", "succeeded", "failed", "retried", "cancelled",
     # "snoozed", "released"); None keeps every kind.

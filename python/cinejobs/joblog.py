@@ -18,6 +18,7 @@ limit) INFO after a start line, DEBUG for a job whose handler never started.
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import json
 import logging
@@ -315,4 +316,44 @@ def configure_logging(
     logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False
+    _core_log.start()
     return logger
+
+
+class _CoreLog:
+    """Forwards the C++ core's own messages (a reserve retried, a child process that died) to
+    the ``cinejobs.core`` logger, so that they come out in the configured format, not as raw
+    lines on stderr. One per process, started by :func:`configure_logging`; at interpreter exit
+    what is left is logged and the core writes to stderr again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: _core.LogQueue | None = None
+        self._logger = logging.getLogger("cinejobs.core")
+
+    def start(self) -> None:
+        with self._lock:
+            if self._queue is not None:
+                return
+            self._queue = _core.LogQueue()
+            _core.install_log_queue(self._queue)
+        threading.Thread(target=self._drain, name="cinejobs-core-log", daemon=True).start()
+        atexit.register(self._at_exit)
+
+    def _emit(self, records: list[tuple[int, str, str, int]]) -> None:
+        for level, component, message, _at in records:
+            self._logger.log(level, "%s: %s", component, message, extra={"component": component})
+
+    def _drain(self) -> None:
+        queue = self._queue
+        assert queue is not None
+        while True:
+            self._emit(queue.take(1000, 0.5))
+
+    def _at_exit(self) -> None:
+        _core.install_log_queue(None)
+        if self._queue is not None:
+            self._emit(self._queue.take(100000, 0.0))
+
+
+_core_log = _CoreLog()

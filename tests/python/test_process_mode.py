@@ -5,6 +5,7 @@ do, never how fast it is (bench/bench_processes.py measures that)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import uuid
 from collections import Counter
@@ -212,3 +213,34 @@ def test_sigint_to_the_supervisor_stops_it_gracefully_like_sigterm(
     worker.signal(signal.SIGINT)
     assert worker.wait(30) == 0
     assert job.status() == "succeeded", "the child finished its job within the grace"
+
+
+def test_json_logs_of_a_process_mode_worker_stay_json_when_a_child_crashes(
+    url: str, client: cinejobs.App, tmp_path: Path
+) -> None:
+    stderr = tmp_path / "stderr.log"
+    worker = spawn_cli(
+        ["worker", "--app", APP, "--broker", url, "--processes", "1", "--log-format", "json"],
+        tmp_path / "stdout.log",
+        tmp_path,
+        stderr_log=stderr,
+    )
+    try:
+        worker.wait_started(60)
+        crash = client.enqueue("pm.segfault", max_attempts=1)
+        assert crash.wait(timeout=30) == "failed"
+        after = client.enqueue("pm.pid")
+        assert after.wait(timeout=30) == "succeeded"
+        wait_until(
+            lambda: any("succeeded in" in line for line in read_lines(stderr)), 15, 0.02, "logs"
+        )
+        worker.terminate()
+        assert worker.wait(30) == 0
+    finally:
+        if worker.proc.poll() is None:
+            worker.kill()
+    records = [json.loads(line) for line in read_lines(stderr)]  # every line is JSON
+    core = [r for r in records if r["logger"] == "cinejobs.core"]
+    assert any("killed by signal 11 (SIGSEGV)" in r["message"] for r in core), records
+    failed = [r for r in records if r.get("outcome") == "failed"]
+    assert [r["error_type"] for r in failed] == ["WorkerCrashed"]

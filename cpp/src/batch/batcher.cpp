@@ -1,8 +1,9 @@
 #include "cinejobs/batcher.hpp"
 
 #include <algorithm>
-#include <cstdio>
 #include <utility>
+
+#include "cinejobs/log.hpp"
 
 namespace cinejobs {
 namespace {
@@ -10,7 +11,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 void log_line(const std::string& name, const std::string& message) {
-  std::fprintf(stderr, "cinejobs %s: %s\n", name.c_str(), message.c_str());
+  log(LogLevel::kWarning, name, message);
 }
 
 // backoff_for returns the wait before retry round `round` (0-based): backoff * 2^round, capped.

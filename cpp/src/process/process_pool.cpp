@@ -20,6 +20,7 @@
 #include <unordered_map>
 
 #include "cinejobs/errors.hpp"
+#include "cinejobs/log.hpp"
 #include "cinejobs/worker.hpp"
 #include "process/frames.hpp"
 
@@ -33,9 +34,7 @@ using detail::FrameType;
 using detail::UniqueFd;
 using std::chrono::milliseconds;
 
-void log_warning(const std::string& message) {
-  std::fprintf(stderr, "cinejobs worker: %s\n", message.c_str());
-}
+void log_warning(const std::string& message) { log(LogLevel::kWarning, "worker", message); }
 
 // describe_exit says how a child ended, e.g. "signal 11 (SIGSEGV)" or "exit code 1".
 std::string describe_exit(int status) {

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <condition_variable>
-#include <iostream>
 #include <set>
 
 #include "cinejobs/errors.hpp"
+#include "cinejobs/log.hpp"
 
 namespace cinejobs {
 
@@ -134,7 +134,7 @@ void Scheduler::run(std::stop_token stop) {
     } catch (const std::exception& e) {
       // A broker that is down now may be back later: keep the thread, report, retry.
       std::lock_guard lock(error_mutex_);
-      if (last_error_ != e.what()) std::cerr << "cinejobs scheduler: " << e.what() << '\n';
+      if (last_error_ != e.what()) log(LogLevel::kWarning, "scheduler", e.what());
       last_error_ = e.what();
     }
     std::unique_lock lock(mutex);

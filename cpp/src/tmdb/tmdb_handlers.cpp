@@ -4,13 +4,13 @@
 #include <simdjson.h>
 
 #include <cstdlib>
-#include <iostream>
 #include <mutex>
 
 #include "cinejobs/batch_sinks.hpp"
 #include "cinejobs/batcher.hpp"
 #include "cinejobs/errors.hpp"
 #include "cinejobs/json_text.hpp"
+#include "cinejobs/log.hpp"
 #include "cinejobs/tmdb_pipeline.hpp"
 #include "cinejobs/worker.hpp"
 
@@ -202,9 +202,10 @@ class TmdbPipeline {
     std::lock_guard lock(mutex_);
     if (!auth_refusal_.empty()) return auth_refusal_;
     auth_refusal_ = message;
-    std::cerr << "cinejobs: TMDB refused the credentials; every remaining film of this worker "
-                 "fails without a request until it restarts: "
-              << message << std::endl;
+    log(LogLevel::kError, "tmdb",
+        "TMDB refused the credentials; every remaining film of this worker fails without a "
+        "request until it restarts: " +
+            message);
     return auth_refusal_;
   }
 

@@ -12,6 +12,7 @@
 #include "cinejobs/detail/embedded_sql.hpp"
 #include "cinejobs/errors.hpp"
 #include "cinejobs/json_text.hpp"
+#include "cinejobs/log.hpp"
 
 namespace cinejobs::detail {
 namespace {
@@ -430,11 +431,10 @@ class CeleryBroker final : public Broker {
     // Once, then every 1000th: a queue of pickle messages must not flood the log.
     const auto before = refused_total_.fetch_add(static_cast<std::uint64_t>(n));
     if (before == 0 || before / 1000 != (before + static_cast<std::uint64_t>(n)) / 1000) {
-      std::fprintf(stderr,
-                   "cinejobs worker: left %llu Celery message(s) in their queue for a Celery "
-                   "worker: only JSON-serialized protocol 2 messages run here (pickle is never "
-                   "decoded)\n",
-                   static_cast<unsigned long long>(before + static_cast<std::uint64_t>(n)));
+      log(LogLevel::kWarning, "worker",
+          "left " + std::to_string(before + static_cast<std::uint64_t>(n)) +
+              " Celery message(s) in their queue for a Celery worker: only JSON-serialized "
+              "protocol 2 messages run here (pickle is never decoded)");
     }
   }
 
