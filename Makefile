@@ -6,8 +6,8 @@ BUILD_DIR := build/dev
 CMAKE := $(VENV)/bin/cmake
 
 .PHONY: deps install build-cpp test test-cpp test-python demo bench bench-sqlite bench-queues \
-  bench-celery bench-deps bench-tmdb-standin bench-release-names bench-batcher bench-rate-limit bench-tmdb \
-  lint format test-asan test-tsan clean
+  bench-celery bench-processes bench-deps bench-tmdb-standin bench-release-names bench-batcher \
+  bench-rate-limit bench-tmdb lint format test-asan test-tsan clean
 
 deps:
 	scripts/install-deps.sh
@@ -35,8 +35,8 @@ demo: install
 	$(VENV)/bin/cinejobs demo
 
 # Benchmarks (bench/README.md): all, or one runner at a time.
-bench: bench-sqlite bench-queues bench-celery bench-tmdb-standin bench-release-names bench-batcher \
-  bench-rate-limit bench-tmdb
+bench: bench-sqlite bench-queues bench-celery bench-processes bench-tmdb-standin \
+  bench-release-names bench-batcher bench-rate-limit bench-tmdb
 
 bench-sqlite: install
 	$(PY) bench/bench_sqlite.py
@@ -68,6 +68,11 @@ bench-queues: bench-deps
 # celery worker (prefork) against cinejobs worker --celery on one Celery app and redis-server.
 bench-celery: bench-deps
 	$(PY) bench/bench_celery.py
+
+# cinejobs thread mode and process mode (N = 1, 2) against celery prefork (-c 1, 2), no-op and
+# CPU-bound jobs, on one redis-server.
+bench-processes: bench-deps
+	$(PY) bench/bench_processes.py
 
 bench-release-names: install
 	$(PY) bench/bench_release_names.py

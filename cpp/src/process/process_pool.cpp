@@ -317,17 +317,22 @@ struct ProcessPool::State {
             }
           }
         }
-        std::lock_guard lock(mutex);
-        auto it = child.pending.find(f[0]);
-        if (it == child.pending.end()) return;
-        std::shared_ptr<Pending> p = std::move(it->second);
-        child.pending.erase(it);
-        --child.running;
-        ++child.jobs_done;
-        p->outcome = std::move(outcome);
-        p->done = true;
+        std::shared_ptr<Pending> p;
+        {
+          std::lock_guard lock(mutex);
+          auto it = child.pending.find(f[0]);
+          if (it == child.pending.end()) return;
+          p = std::move(it->second);
+          child.pending.erase(it);
+          --child.running;
+          ++child.jobs_done;
+          p->outcome = std::move(outcome);
+          p->done = true;
+          consider_recycling_locked(child);
+        }
+        // Woken after the unlock: a waiter woken under the lock would only block on it again,
+        // two context switches per job instead of one. `p` keeps the condition variable alive.
         p->cv.notify_all();
-        consider_recycling_locked(child);
         changed.notify_all();
         return;
       }
