@@ -85,7 +85,8 @@ class Config:
             return f"Celery prefork, -c {self.processes}"
         if self.processes == 0:
             return "cinejobs thread mode"
-        return f"cinejobs process mode, N={self.processes}, C={self.concurrency}"
+        c = self.concurrency if self.concurrency is not None else _default_concurrency()
+        return f"cinejobs process mode, N={self.processes}, C={c}"
 
     @property
     def layout(self) -> str:
@@ -95,12 +96,19 @@ class Config:
                 f"1 job each (prefetch 4 x {self.processes})"
             )
         if self.processes == 0:
-            return f"1 process, {self.concurrency or 8} threads"
+            return f"1 process, {self.concurrency or _default_concurrency()} threads"
+        c = self.concurrency if self.concurrency is not None else _default_concurrency()
         return (
             f"1 supervisor + {self.processes} child{'ren' if self.processes > 1 else ''}, "
-            f"{self.concurrency} "
-            f"thread{'s' if self.concurrency != 1 else ''} each"
+            f"{c} thread{'s' if c != 1 else ''} each"
         )
+
+
+def _default_concurrency() -> int:
+    """The core's default (the one place it is written)."""
+    from cinejobs import _core
+
+    return _core.WorkerOptions().concurrency
 
 
 CONFIGS = [
@@ -110,6 +118,7 @@ CONFIGS = [
     Config("p2c2", "cinejobs", 2, 2),
     Config("p1c4", "cinejobs", 1, 4),
     Config("p2c4", "cinejobs", 2, 4),
+    Config("p2", "cinejobs", 2, None),  # the core's default concurrency per child
     Config("celery1", "celery", 1, 1),
     Config("celery2", "celery", 2, 2),
 ]
