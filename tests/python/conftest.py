@@ -65,6 +65,21 @@ def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return BROKER_FACTORIES[request.param](request, tmp_path)
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def local_or_redis_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty SQLite or Redis broker: for tests of real worker processes that are too
+    slow to run on every broker and need the embedded one and a server one."""
+    return BROKER_FACTORIES[request.param](request, tmp_path)
+
+
+@pytest.fixture
+def client(local_or_redis_url: str) -> Iterator[cinejobs.App]:
+    """An App on `local_or_redis_url`, as a web app enqueueing for the workers a test starts."""
+    application = cinejobs.App(local_or_redis_url)
+    yield application
+    application.close()
+
+
 def _start_redis(directory: Path | None = None) -> RedisServer:
     if find_redis_server() is None:
         need_server("redis-server is not installed (scripts/install-deps.sh installs it)")

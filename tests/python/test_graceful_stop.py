@@ -8,30 +8,16 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from apps import graceful
-from conftest import BROKER_FACTORIES
 from helpers import StartCliWorker, read_lines, wait_until
 
 import cinejobs
 from cinejobs.errors import ConfigError
 
 APP = "apps.graceful:app"
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return BROKER_FACTORIES[request.param](request, tmp_path)
-
-
-@pytest.fixture
-def client(url: str) -> Iterator[cinejobs.App]:
-    app = cinejobs.App(url)
-    yield app
-    app.close()
 
 
 def events(logdir: Path) -> list[tuple[str, str, int, int, float]]:
@@ -55,10 +41,10 @@ def assert_never_two_at_once(records: list[tuple[str, str, int, int, float]]) ->
 
 
 def test_an_embedded_stop_past_grace_keeps_a_running_job_until_its_handler_returns(
-    url: str, client: cinejobs.App, logdir: Path
+    local_or_redis_url: str, client: cinejobs.App, logdir: Path
 ) -> None:
-    first = cinejobs.App(url)
-    second = cinejobs.App(url)
+    first = cinejobs.App(local_or_redis_url)
+    second = cinejobs.App(local_or_redis_url)
     for app in (first, second):
         app.task(name="graceful.stubborn", max_attempts=3)(graceful.stubborn.fn)
     job = client.enqueue("graceful.stubborn", [str(logdir), 2.0])
@@ -79,13 +65,13 @@ def test_an_embedded_stop_past_grace_keeps_a_running_job_until_its_handler_retur
 
 
 def test_a_cli_stop_past_grace_lets_the_job_run_again_only_after_the_process_is_gone(
-    url: str, client: cinejobs.App, logdir: Path, start_cli_worker: StartCliWorker
+    local_or_redis_url: str, client: cinejobs.App, logdir: Path, start_cli_worker: StartCliWorker
 ) -> None:
     job = client.enqueue("graceful.stubborn", [str(logdir), 4.0])
-    a = start_cli_worker(url, APP, concurrency=1, grace=0.1, lease=1.0)
+    a = start_cli_worker(local_or_redis_url, APP, concurrency=1, grace=0.1, lease=1.0)
     a.wait_started(60)
     wait_until(lambda: len(read_lines(logdir / "events.log")) == 1, 30, 0.01, "a start")
-    b = start_cli_worker(url, APP, concurrency=1, lease=1.0)
+    b = start_cli_worker(local_or_redis_url, APP, concurrency=1, lease=1.0)
     b.wait_started(60)
     a.terminate()
     assert a.wait(30) == 0

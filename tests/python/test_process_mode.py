@@ -9,12 +9,11 @@ import json
 import signal
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BROKER_FACTORIES
 from helpers import StartCliWorker, WorkerProcess, read_lines, spawn_cli, wait_until
 
 import cinejobs
@@ -25,22 +24,14 @@ HARD_TIMEOUT = 2.0  # pm.forever's hard_timeout
 KILL_GRACE = 1.0  # the core's default between SIGTERM and SIGKILL
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return BROKER_FACTORIES[request.param](request, tmp_path)
-
-
 @pytest.fixture
-def client(url: str) -> Iterator[cinejobs.App]:
-    app = cinejobs.App(url)
-    yield app
-    app.close()
-
-
-@pytest.fixture
-def start(start_cli_worker: StartCliWorker, url: str) -> Callable[..., WorkerProcess]:
+def start(
+    start_cli_worker: StartCliWorker, local_or_redis_url: str
+) -> Callable[..., WorkerProcess]:
     def run(*extra: str, concurrency: int = 2, grace: float | None = None) -> WorkerProcess:
-        worker = start_cli_worker(url, APP, concurrency=concurrency, grace=grace, extra=extra)
+        worker = start_cli_worker(
+            local_or_redis_url, APP, concurrency=concurrency, grace=grace, extra=extra
+        )
         worker.wait_started(60)
         return worker
 
@@ -216,11 +207,21 @@ def test_sigint_to_the_supervisor_stops_it_gracefully_like_sigterm(
 
 
 def test_json_logs_of_a_process_mode_worker_stay_json_when_a_child_crashes(
-    url: str, client: cinejobs.App, tmp_path: Path
+    local_or_redis_url: str, client: cinejobs.App, tmp_path: Path
 ) -> None:
     stderr = tmp_path / "stderr.log"
     worker = spawn_cli(
-        ["worker", "--app", APP, "--broker", url, "--processes", "1", "--log-format", "json"],
+        [
+            "worker",
+            "--app",
+            APP,
+            "--broker",
+            local_or_redis_url,
+            "--processes",
+            "1",
+            "--log-format",
+            "json",
+        ],
         tmp_path / "stdout.log",
         tmp_path,
         stderr_log=stderr,
