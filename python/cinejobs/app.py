@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import FrameType
-from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 from urllib.parse import urlsplit, urlunsplit
 
 from . import _core
@@ -147,6 +147,17 @@ def _timeout_ms(timeout: float | None, what: str) -> int:
     return max(1, round(timeout * 1000))
 
 
+def _exception_classes(
+    classes: Iterable[type[BaseException]], what: str
+) -> tuple[type[BaseException], ...]:
+    # One class alone is accepted too, as `except` takes it.
+    out: tuple[Any, ...] = (classes,) if isinstance(classes, type) else tuple(classes)
+    for cls in out:
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            raise ConfigError(f"{what} must be exception classes, got {cls!r}")
+    return cast(tuple[type[BaseException], ...], out)
+
+
 class Task(Generic[P, R]):
     """A function registered as a task of an App.
 
@@ -172,6 +183,8 @@ class Task(Generic[P, R]):
         rate_limit_burst: int = 1,
         rate_limit_key: Callable[..., str | None] | None = None,
         hard_timeout: float | None = None,
+        retry_on: tuple[type[BaseException], ...] | None = None,
+        dont_retry_on: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.app = app
         self.fn = fn
@@ -187,8 +200,43 @@ class Task(Generic[P, R]):
         self.rate_limit_burst = rate_limit_burst
         self.rate_limit_key = rate_limit_key
         self.unique = unique
+        self.retry_on = retry_on
+        self.dont_retry_on = dont_retry_on
         self.is_async = inspect.iscoroutinefunction(fn)
+        try:
+            self._signature: inspect.Signature | None = inspect.signature(fn)
+        except (TypeError, ValueError):  # a builtin or C function without one
+            self._signature = None
         functools.update_wrapper(self, fn)
+
+    def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Raise TypeError, naming the task and its signature, when the function cannot be
+        called with ``args`` and ``kwargs``: at enqueue, not as three failed attempts."""
+        if self._signature is None:
+            return
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(
+                f"task {self.name!r} cannot be called with these arguments: {exc} "
+                f"(it takes {self.fn.__name__}{self._signature})"
+            ) from None
+
+    def retries(self, exc: BaseException, args: Any, kwargs: Any) -> bool:
+        """Whether a failure with ``exc`` is worth another attempt: not when it is one of
+        ``dont_retry_on``, not when ``retry_on`` is set and it is none of those, and not for a
+        TypeError raised because the arguments do not fit the function (``args`` None: they
+        could not even be decoded)."""
+        if self.dont_retry_on and isinstance(exc, self.dont_retry_on):
+            return False
+        if self.retry_on is not None and not isinstance(exc, self.retry_on):
+            return False
+        if isinstance(exc, TypeError) and args is not None and self._signature is not None:
+            try:
+                self._signature.bind(*args, **kwargs)
+            except TypeError:
+                return False
+        return True
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function here and now, like a plain call (``current_job()`` is not set)."""
@@ -361,6 +409,8 @@ class App:
         rate_limit_burst: int = 1,
         rate_limit_key: Callable[..., str | None] | None = None,
         unique: Callable[..., str | None] | None = None,
+        retry_on: Iterable[type[BaseException]] | None = None,
+        dont_retry_on: Iterable[type[BaseException]] = (),
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(
@@ -380,6 +430,8 @@ class App:
         rate_limit_burst: int = 1,
         rate_limit_key: Callable[..., str | None] | None = None,
         unique: Callable[..., str | None] | None = None,
+        retry_on: Iterable[type[BaseException]] | None = None,
+        dont_retry_on: Iterable[type[BaseException]] = (),
     ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
         """Register a function (sync or ``async def``) as a task; usable bare (``@app.task``)
         or with options (``@app.task(queue="enrich", max_attempts=5)``).
@@ -393,6 +445,13 @@ class App:
         delay in seconds, doubled per attempt up to ``retry_backoff_max``, with jitter;
         ``unique`` a callable taking the task's arguments and returning the job's unique key
         (or None for no key).
+
+        Which failures are retried: by default every exception but a TypeError from calling
+        the function with arguments it does not take. ``dont_retry_on`` (exception classes)
+        fails the job at once for those; ``retry_on`` retries only those. Inside the task,
+        ``raise cinejobs.Retry(delay=30)`` retries after 30 s (or after the backoff without a
+        delay). Enqueue checks the arguments against the function's signature and raises
+        TypeError at the call site.
 
         ``rate_limit`` ("20/s", "40/10s", "100/m", "5/h") limits how often the task starts,
         across every worker on the broker, with bursts of up to ``rate_limit_burst``. A job
@@ -417,6 +476,8 @@ class App:
                 rate_limit_burst=rate_limit_burst,
                 rate_limit_key=rate_limit_key,
                 unique=unique,
+                retry_on=retry_on,
+                dont_retry_on=dont_retry_on,
             )
 
         if fn is None:
@@ -439,6 +500,8 @@ class App:
         rate_limit_key: Callable[..., str | None] | None,
         unique: Callable[..., str | None] | None,
         hard_timeout: float | None = None,
+        retry_on: Iterable[type[BaseException]] | None = None,
+        dont_retry_on: Iterable[type[BaseException]] = (),
     ) -> Task[P, R]:
         if not callable(fn):
             raise TypeError(f"@app.task decorates a function, got {type(fn).__qualname__}")
@@ -486,6 +549,10 @@ class App:
                 f"{where}: unique must be a callable taking the task's arguments and returning "
                 f"the unique key, got {type(unique).__qualname__}"
             )
+        retry_on_tuple = (
+            None if retry_on is None else _exception_classes(retry_on, f"{where}: retry_on")
+        )
+        dont_retry_on_tuple = _exception_classes(dont_retry_on, f"{where}: dont_retry_on")
         existing = self._tasks.get(task_name)
         if existing is not None and (
             getattr(existing.fn, "__module__", None),
@@ -504,6 +571,8 @@ class App:
             max_attempts=max_attempts,
             timeout=timeout,
             hard_timeout=hard_timeout,
+            retry_on=retry_on_tuple,
+            dont_retry_on=dont_retry_on_tuple,
             priority=priority,
             retry_backoff=float(retry_backoff),
             retry_backoff_max=float(retry_backoff_max),
@@ -564,6 +633,8 @@ class App:
                 raise TypeError(
                     f"kwargs of task {name!r} must have str keys, got {type(key).__qualname__}"
                 )
+        if task is not None:
+            task.check_arguments(args, kwargs)
         args_json = encode_json(args if type(args) is list else list(args), "args", name)
         kwargs_json = encode_json(kwargs if type(kwargs) is dict else dict(kwargs), "kwargs", name)
 

@@ -66,6 +66,22 @@ class JobTimeout(CinejobsError, TimeoutError):
     """Raised inside a running handler once its soft timeout passed."""
 
 
+class Retry(CinejobsError):
+    """Raise inside a task to retry its job: after ``delay`` seconds, or after the task's
+    backoff when None. It counts an attempt; with none left, the job ends failed with this
+    error. ``reason`` is recorded as the attempt's error message."""
+
+    def __init__(self, delay: float | None = None, reason: str = "retry requested") -> None:
+        if delay is not None and (
+            isinstance(delay, bool)
+            or not isinstance(delay, (int, float))
+            or not 0 <= delay < 10 * 365 * 86400
+        ):
+            raise ValueError(f"Retry(delay=...) must be seconds from 0 to 10 years, got {delay!r}")
+        super().__init__(reason)
+        self.delay = delay
+
+
 class JobFailed(CinejobsError):
     """Raised by ``JobHandle.result()`` when the job ended failed; carries the stored error."""
 

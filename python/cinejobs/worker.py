@@ -18,6 +18,7 @@ import concurrent.futures
 import inspect
 import json
 import threading
+import time
 import traceback
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _core, batch
 from .context import CurrentJob, _current
+from .errors import Retry
 from .joblog import JobLog
 
 if TYPE_CHECKING:
@@ -40,6 +42,20 @@ _CANCEL_CHECK_INTERVAL = 0.05
 
 def _error(exc: BaseException) -> tuple[str, str, str]:
     return (type(exc).__name__, str(exc), "".join(traceback.format_exception(exc)))
+
+
+def _failure(
+    task: Task[..., Any], exc: BaseException, args: Any, kwargs: Any
+) -> _core.RunnerResult:
+    """The runner's answer for a task that raised: a retry at the time a Retry asks for, a
+    failure for good when the task does not retry that exception, else the worker's choice."""
+    kind, message, trace = _error(exc)
+    if isinstance(exc, Retry):
+        retry_at = None if exc.delay is None else round((time.time() + exc.delay) * 1000)
+        return (kind, message, trace, retry_at, "retry")
+    if not task.retries(exc, args, kwargs):
+        return (kind, message, trace, None, "fail")
+    return (kind, message, trace)
 
 
 class _EventLoopThread:
@@ -132,6 +148,8 @@ def make_runner(
     def runner(ctx: _core.JobContext) -> _core.RunnerResult:
         job = CurrentJob(ctx)
         token = _current.set(job)
+        args: Any = None
+        kwargs: Any = None
         try:
             raw_args, raw_kwargs = ctx.args, ctx.kwargs
             args = () if raw_args == "[]" else json.loads(raw_args)
@@ -140,7 +158,7 @@ def make_runner(
             if inspect.isawaitable(result):
                 result = loop().run(_as_coroutine(result), job)
         except BaseException as exc:  # the handler's failure is the job's error, whatever it is
-            return _error(exc)
+            return _failure(task, exc, args, kwargs)
         finally:
             _current.reset(token)
         try:
