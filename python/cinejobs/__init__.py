@@ -37,6 +37,7 @@ from .errors import (
     UnknownTask,
 )
 from .handle import JobHandle
+from .metrics import MetricsServer
 from .rate_limit import RateLimiter
 from .schedules import Scheduler, ScheduleSpec, ScheduleStatus
 from .worker import Worker
@@ -56,6 +57,7 @@ __all__ = [
     "JobHandle",
     "JobNotFound",
     "JobTimeout",
+    "MetricsServer",
     "RateLimiter",
     "ScheduleSpec",
     "ScheduleStatus",
