@@ -1,9 +1,14 @@
 // Metrics tests: job events in, Prometheus text out (exact lines), the process-wide counters
 // bumped by the parts that own them (batcher, rate limiter), a real Worker on SQLite observed by
-// WorkerMetrics, and a scrape that survives a broker gone away (a real redis-server stopped).
+// WorkerMetrics, a scrape that survives a broker gone away (a real redis-server stopped), and
+// the HTTP server of the cinejobs-worker binary asked over a real socket.
 #include "cinejobs/metrics.hpp"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -18,6 +23,7 @@
 #include "cinejobs/batcher.hpp"
 #include "cinejobs/broker.hpp"
 #include "cinejobs/errors.hpp"
+#include "cinejobs/metrics_http.hpp"
 #include "cinejobs/rate_limiter.hpp"
 #include "cinejobs/worker.hpp"
 #include "redis_server.hpp"
@@ -319,7 +325,7 @@ TEST_F(WorkerMetricsOnSqlite, CountersMoveAsAWorkerRunsJobs) {
   for (int i = 0; i < 4; ++i) enqueue("ok", 1);
   enqueue("boom", 2);
   enqueue("flaky", 3);
-  enqueue("slow", 2, 50);
+  const std::string slow_id = enqueue("slow", 2, 50);
 
   // Before the worker runs: the queue depth is read from the broker at scrape time.
   const std::string queued = render_metrics(metrics.get(), worker_gauges(worker), broker_.get());
@@ -369,7 +375,7 @@ TEST_F(WorkerMetricsOnSqlite, CountersMoveAsAWorkerRunsJobs) {
   for (const auto& line : expected) {
     EXPECT_TRUE(has_line(text, line)) << "missing: " << line;
   }
-  EXPECT_TRUE(all) << text;
+  EXPECT_TRUE(all) << text << "\nslow: " << to_json(get_job(*broker_, slow_id));
   worker.stop();
 }
 
@@ -391,6 +397,94 @@ TEST(RenderMetrics, ABrokerThatFailsLeavesTheRestOfTheScrape) {
   EXPECT_EQ(down.find("cinejobs_queue_jobs{"), std::string::npos) << down;
   EXPECT_TRUE(has_line(down, R"(cinejobs_jobs_started_total{task="t",queue="default"} 1)")) << down;
   EXPECT_TRUE(has_line(down, "cinejobs_worker_free_slots 2")) << down;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The binary's HTTP server
+
+// http_request sends `request` to 127.0.0.1:port and returns everything the server answers
+// until it closes the connection.
+std::string http_request(int port, const std::string& request) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw std::runtime_error("socket failed");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  std::string out;
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0) {
+    (void)::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+    char buf[4096];
+    for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) {
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  ::close(fd);
+  return out;
+}
+
+TEST(MetricsHttpServer, AnswersGetMetricsWith200And404ElsewhereAndStopsTwice) {
+  std::atomic<int> renders{0};
+  MetricsHttpServer server(MetricsHttpOptions{"127.0.0.1", 0}, [&] {
+    ++renders;
+    return std::string("cinejobs_up 1\n");
+  });
+  ASSERT_NE(server.port(), 0);
+  server.start();
+  server.start();  // a second start does nothing
+
+  const std::string ok =
+      http_request(server.port(), "GET /metrics?x=1 HTTP/1.1\r\nHost: t\r\n\r\n");
+  EXPECT_EQ(ok.rfind("HTTP/1.0 200 OK\r\n", 0), 0u) << ok;
+  EXPECT_NE(ok.find("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+            std::string::npos)
+      << ok;
+  EXPECT_NE(ok.find("\r\nContent-Length: 14\r\n"), std::string::npos) << ok;
+  EXPECT_TRUE(ok.ends_with("\r\n\r\ncinejobs_up 1\n")) << ok;
+
+  const std::string head = http_request(server.port(), "HEAD /metrics HTTP/1.0\r\n\r\n");
+  EXPECT_EQ(head.rfind("HTTP/1.0 200 OK\r\n", 0), 0u) << head;
+  EXPECT_TRUE(head.ends_with("\r\n\r\n")) << "HEAD has no body: " << head;
+
+  const std::string missing = http_request(server.port(), "GET / HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(missing.rfind("HTTP/1.0 404 Not Found\r\n", 0), 0u) << missing;
+  EXPECT_EQ(renders.load(), 2);
+
+  server.stop();
+  server.stop();
+  EXPECT_EQ(http_request(server.port(), "GET /metrics HTTP/1.0\r\n\r\n"), "")
+      << "still answering after stop";
+}
+
+TEST(MetricsHttpServer, APortInUseIsAConfigErrorNamingIt) {
+  MetricsHttpServer first(MetricsHttpOptions{"127.0.0.1", 0}, [] { return std::string(); });
+  try {
+    MetricsHttpServer second(MetricsHttpOptions{"127.0.0.1", first.port()},
+                             [] { return std::string(); });
+    ADD_FAILURE() << "two servers on one port";
+  } catch (const ConfigError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(
+        message.find("127.0.0.1:" + std::to_string(first.port()) + " (Address already in use)"),
+        std::string::npos)
+        << message;
+  }
+  EXPECT_THROW(MetricsHttpServer(MetricsHttpOptions{"localhost", 0}, [] { return std::string(); }),
+               ConfigError);
+}
+
+TEST(MetricsHttpServer, ARenderThatThrowsAnswers500AndTheServerGoesOn) {
+  std::atomic<bool> fail{true};
+  MetricsHttpServer server(MetricsHttpOptions{"127.0.0.1", 0}, [&]() -> std::string {
+    if (fail) throw std::runtime_error("broken counters");
+    return "fine 1\n";
+  });
+  server.start();
+  const std::string failed = http_request(server.port(), "GET /metrics HTTP/1.0\r\n\r\n");
+  EXPECT_EQ(failed.rfind("HTTP/1.0 500 ", 0), 0u) << failed;
+  EXPECT_NE(failed.find("broken counters"), std::string::npos) << failed;
+  fail = false;
+  EXPECT_TRUE(http_request(server.port(), "GET /metrics HTTP/1.0\r\n\r\n").ends_with("fine 1\n"));
 }
 
 }  // namespace

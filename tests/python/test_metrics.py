@@ -188,6 +188,45 @@ def test_a_cli_worker_serves_metrics_that_move_as_its_jobs_run(
     app.close()
 
 
+def test_the_native_worker_binary_serves_the_same_metrics(tmp_path: Path) -> None:
+    broker_url = f"sqlite:///{tmp_path}/jobs.db"
+    app = cinejobs.App(broker_url)
+    for _ in range(3):
+        app.enqueue("cinejobs.noop")
+    app.enqueue("nobody.knows", max_attempts=1)  # fails at once with UnknownTask
+    port = free_port()
+    binary = Path(sys.executable).with_name("cinejobs-worker")
+    log = tmp_path / "binary.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(binary), "--broker", broker_url, "--metrics-port", str(port),
+             "--metrics-host", "127.0.0.1", "--poll-interval", "0.02"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        wait_until(lambda: f"metrics on {url}" in log.read_text(), what="the binary to start")
+        samples = wait_for_samples(
+            url,
+            dict(
+                [
+                    jobs("succeeded", "cinejobs.noop", 3, queue="default"),
+                    duration_count("cinejobs.noop", 3),
+                    jobs("failed", "nobody.knows", 1, queue="default"),
+                    depth("default", "succeeded", 3),
+                    ("cinejobs_worker_free_slots", 8),
+                ]
+            ),
+        )
+        # An unknown task never ran a handler: no start, no duration.
+        assert samples[jobs("started", "nobody.knows", 0, queue="default")[0]] == 0
+        assert 'cinejobs_job_duration_seconds_count{task="nobody.knows"}' not in samples
+        assert fetch(url.replace("/metrics", "/nothing"))[0] == 404
+    finally:
+        assert stop_gracefully(proc) == 0, log.read_text()
+    app.close()
+
+
 def test_a_metrics_port_in_use_is_one_clear_error_before_any_job_runs(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
