@@ -89,7 +89,13 @@ def depth(queue: str, state: str, n: float) -> tuple[str, float]:
 
 # The attempts of apps/metrics_tasks.py's tasks: this process's App does not import them, so
 # each enqueue names its queue and attempts as the task declares them.
-ATTEMPTS = {"metrics.ok": 1, "metrics.boom": 1, "metrics.flaky": 3, "metrics.doomed": 2}
+ATTEMPTS = {
+    "metrics.ok": 1,
+    "metrics.boom": 1,
+    "metrics.flaky": 3,
+    "metrics.doomed": 2,
+    "metrics.limited": 1,
+}
 
 
 def enqueue(app: cinejobs.App, task: str, *args: object, **options: object) -> None:
@@ -185,6 +191,41 @@ def test_a_cli_worker_serves_metrics_that_move_as_its_jobs_run(
     worker.terminate()
     assert worker.wait() == 0, worker.output()
     assert "cinejobs worker stopped" in worker.output()
+    app.close()
+
+
+def test_jobs_held_back_by_their_rate_limit_count_as_snoozes_and_limiter_waits(
+    tmp_path: Path, start_cli_worker: StartCliWorker
+) -> None:
+    broker_url = f"sqlite:///{tmp_path}/jobs.db"
+    app = cinejobs.App(broker_url)
+    for _ in range(6):
+        enqueue(app, "metrics.limited")
+    port = free_port()
+    worker = start_cli_worker(
+        broker_url,
+        "apps.metrics_tasks:app",
+        queues=["metrics"],
+        extra=["--metrics-port", str(port), "--metrics-host", "127.0.0.1"],
+    )
+    worker.wait_started()
+    url = f"http://127.0.0.1:{port}/metrics"
+    samples = wait_for_samples(
+        url,
+        dict(
+            [
+                jobs("succeeded", "metrics.limited", 6),
+                jobs("started", "metrics.limited", 6),
+                duration_count("metrics.limited", 6),
+            ]
+        ),
+    )
+    # A burst of 6 at 4/s: some wait. Each snooze is one wait of the task's limiter.
+    snoozed = samples[jobs("snoozed", "metrics.limited", 0)[0]]
+    assert snoozed >= 1
+    assert samples['cinejobs_rate_limit_waits_total{limiter="task:metrics.limited"}'] == snoozed
+    worker.terminate()
+    assert worker.wait() == 0, worker.output()
     app.close()
 
 

@@ -31,3 +31,8 @@ def flaky() -> str:
 def doomed() -> None:
     """Fails every attempt: retried once, then failed."""
     raise RuntimeError("never works")
+
+
+@app.task(name="metrics.limited", queue="metrics", max_attempts=1, rate_limit="4/s")
+def limited() -> None:
+    """Four starts a second: a burst of jobs is snoozed, not failed."""
