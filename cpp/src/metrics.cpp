@@ -298,9 +298,10 @@ void WorkerMetrics::render(std::string& out) const {
 
 WorkerGauges worker_gauges(const Worker& worker) {
   WorkerGauges g;
-  g.running = worker.stats().running;
-  const auto concurrency = static_cast<std::uint64_t>(std::max(worker.options().concurrency, 0));
-  g.free_slots = concurrency > g.running ? concurrency - g.running : 0;
+  // slots: concurrency in thread mode, processes * concurrency in process mode.
+  const WorkerStats s = worker.stats();
+  g.running = s.running;
+  g.free_slots = s.slots > s.running ? s.slots - s.running : 0;
   return g;
 }
 
@@ -314,7 +315,8 @@ std::string render_metrics(const WorkerMetrics* worker_metrics,
                   "Jobs the worker holds right now (reserved or running).");
     append_sample(out, "cinejobs_jobs_running", {}, gauges->running);
     append_family(out, "cinejobs_worker_free_slots", "gauge",
-                  "Handler slots free for another job (concurrency minus jobs held).");
+                  "Slots free for another job: the most jobs the worker holds at once, minus those "
+                  "held.");
     append_sample(out, "cinejobs_worker_free_slots", {}, gauges->free_slots);
   }
   render_process_counters(out);

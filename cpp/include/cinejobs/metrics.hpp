@@ -82,10 +82,10 @@ class WorkerMetrics : public JobObserver {
 // WorkerGauges: what a worker holds right now, read at scrape time.
 struct WorkerGauges {
   std::uint64_t running = 0;     // jobs held (reserved or running)
-  std::uint64_t free_slots = 0;  // concurrency - running
+  std::uint64_t free_slots = 0;  // WorkerStats::slots - running
 };
 
-// worker_gauges reads a worker's gauges from Worker::stats() and its options.
+// worker_gauges reads a worker's gauges from Worker::stats().
 WorkerGauges worker_gauges(const Worker& worker);
 
 // render_metrics writes one scrape: the worker's counters (when `worker_metrics` is set), the
