@@ -194,6 +194,53 @@ def test_a_cli_worker_serves_metrics_that_move_as_its_jobs_run(
     app.close()
 
 
+def test_process_mode_counts_crashes_and_hard_timeouts_of_its_children(
+    tmp_path: Path, start_cli_worker: StartCliWorker
+) -> None:
+    broker_url = f"sqlite:///{tmp_path}/jobs.db"
+    app = cinejobs.App(broker_url)
+    for _ in range(3):
+        app.enqueue("pm.pid", max_attempts=3)
+    app.enqueue("pm.segfault", max_attempts=1)
+    app.enqueue("pm.exit", [3], max_attempts=2)  # the child exits: retried, then failed
+    app.enqueue("pm.forever", max_attempts=1)  # killed past its hard timeout of 2 s
+    port = free_port()
+    worker = start_cli_worker(
+        broker_url,
+        "apps.process_mode:app",
+        # One job per child: a crash takes down only its own job (with two, its neighbour
+        # would end WorkerCrashed too, rightly, and the counts would depend on scheduling).
+        concurrency=1,
+        extra=["--processes", "2", "--metrics-port", str(port), "--metrics-host", "127.0.0.1"],
+    )
+    worker.wait_started(60)
+    wait_for_samples(
+        f"http://127.0.0.1:{port}/metrics",
+        dict(
+            [
+                jobs("succeeded", "pm.pid", 3, queue="default"),
+                jobs("failed", "pm.segfault", 1, queue="default"),
+                jobs("crashed", "pm.segfault", 1, queue="default"),
+                jobs("retried", "pm.exit", 1, queue="default"),
+                jobs("failed", "pm.exit", 1, queue="default"),
+                jobs("crashed", "pm.exit", 2, queue="default"),
+                jobs("failed", "pm.forever", 1, queue="default"),
+                jobs("timed_out", "pm.forever", 1, queue="default"),
+                jobs("crashed", "pm.forever", 0, queue="default"),
+                duration_count("pm.pid", 3),
+                duration_count("pm.segfault", 1),
+                duration_count("pm.exit", 2),
+                duration_count("pm.forever", 1),
+                ("cinejobs_worker_free_slots", 2),
+            ]
+        ),
+        timeout=60,
+    )
+    worker.terminate()
+    assert worker.wait() == 0, worker.output()
+    app.close()
+
+
 def test_jobs_held_back_by_their_rate_limit_count_as_snoozes_and_limiter_waits(
     tmp_path: Path, start_cli_worker: StartCliWorker
 ) -> None:
