@@ -248,9 +248,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     def started(worker: Any) -> None:
         ran.append(worker)
-        if metrics is not None:
-            metrics.start()
-            status.log(f"cinejobs worker: metrics on {metrics.url}")
         tasks = ", ".join(worker.task_names) or "none"
         builtins = (
             ""
@@ -267,6 +264,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
             f"cinejobs worker {os.getpid()} started: broker {broker_url}, queues "
             f"{','.join(worker.queues)}, {mode}; tasks: {tasks}" + builtins
         )
+        if metrics is not None:
+            metrics.start()
+            status.log(f"cinejobs worker: metrics on {metrics.url}")
         if scheduler is not None:
             scheduler.start()
             status.log(f"cinejobs worker: scheduler running {', '.join(scheduler.names)}")
