@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -23,6 +24,8 @@
 
 #include "cinejobs/broker.hpp"
 #include "cinejobs/errors.hpp"
+#include "cinejobs/metrics.hpp"
+#include "cinejobs/metrics_http.hpp"
 #include "cinejobs/tmdb_pipeline.hpp"
 #include "cinejobs/worker.hpp"
 
@@ -37,6 +40,7 @@ constexpr std::string_view kDefaultBroker = "sqlite:///cinejobs.db";
 constexpr std::string_view kUsage =
     "usage: cinejobs-worker [--broker URL] [--queues Q1,Q2] [--concurrency N] [--grace S]\n"
     "                       [--lease S] [--poll-interval S] [--max-batch N] [--status-every S]\n"
+    "                       [--metrics-port P] [--metrics-host HOST]\n"
     "\n"
     "Run cinejobs' native handlers (cinejobs.noop, cinejobs.sleep, tmdb.enrich, ...) until\n"
     "SIGTERM or SIGINT, then stop gracefully: stop reserving, let running jobs finish within\n"
@@ -52,6 +56,8 @@ constexpr std::string_view kUsage =
     "  --poll-interval S    idle re-check period for brokers that cannot signal (default: 0.05)\n"
     "  --max-batch N        most jobs reserved per call (default: 256)\n"
     "  --status-every S     seconds between status lines; 0: none (default: 5)\n"
+    "  --metrics-port P     serve Prometheus metrics at http://HOST:P/metrics while running\n"
+    "  --metrics-host HOST  IPv4 address for --metrics-port (default: 0.0.0.0, every interface)\n"
     "  --help, --version\n"
     "\n"
     "TMDB enrichment (queue tmdb: tmdb.enrich, tmdb.sync) reads its settings from the\n"
@@ -105,6 +111,8 @@ struct Options {
   std::string broker;
   WorkerOptions worker;
   double status_every = 5;
+  std::optional<int> metrics_port;
+  std::string metrics_host = "0.0.0.0";
 };
 
 Options parse_args(int argc, char** argv) {
@@ -148,6 +156,12 @@ Options parse_args(int argc, char** argv) {
       options.worker.max_batch = static_cast<std::size_t>(parse_positive(name, next()));
     } else if (name == "--status-every") {
       options.status_every = parse_seconds(name, next());
+    } else if (name == "--metrics-port") {
+      options.metrics_port = parse_positive(name, next());
+      if (*options.metrics_port > 65535)
+        throw UsageError{"--metrics-port takes a TCP port <= 65535"};
+    } else if (name == "--metrics-host") {
+      options.metrics_host = next();
     } else {
       throw UsageError{"unknown option '" + std::string(arg) + "' (see --help)"};
     }
@@ -205,11 +219,33 @@ int main(int argc, char** argv) {
   cinejobs::Worker worker(broker, options.worker);
   cinejobs::register_builtin_handlers(worker);
   cinejobs::register_tmdb_handlers(worker, cinejobs::TmdbPipelineOptions::from_environment());
+  auto metrics = std::make_shared<cinejobs::WorkerMetrics>();
+  worker.add_observer(metrics);
+  // The port is taken before the worker starts, so one in use fails before any job runs.
+  std::unique_ptr<cinejobs::MetricsHttpServer> metrics_server;
+  if (options.metrics_port) {
+    try {
+      metrics_server = std::make_unique<cinejobs::MetricsHttpServer>(
+          cinejobs::MetricsHttpOptions{options.metrics_host, *options.metrics_port},
+          [&worker, metrics, broker] {
+            return cinejobs::render_metrics(metrics.get(), cinejobs::worker_gauges(worker),
+                                            broker.get());
+          });
+    } catch (const cinejobs::Error& e) {
+      std::fprintf(stderr, "cinejobs-worker: %s\n", e.what());
+      return kExitUsage;
+    }
+  }
   worker.start();
   log_line("pid " + std::to_string(::getpid()) + " started: broker " + broker->url() + ", queues " +
            join(options.worker.queues) + ", concurrency " +
            std::to_string(options.worker.concurrency) +
            "; native tasks: cinejobs.noop, cinejobs.sleep, cinejobs.prune, tmdb.enrich, tmdb.sync");
+  if (metrics_server) {
+    metrics_server->start();
+    log_line("metrics on http://" + metrics_server->host() + ":" +
+             std::to_string(metrics_server->port()) + "/metrics");
+  }
 
   const auto status_every = to_ms(options.status_every);
   int sig = 0;
@@ -247,6 +283,7 @@ int main(int argc, char** argv) {
     }
   }
   stopper.join();
+  if (metrics_server) metrics_server->stop();
   log_line("stopped: " + std::to_string(report.finished) + " running job(s) finished, " +
            std::to_string(report.returned) + " returned to the queue");
   if (!report.clean) {

@@ -21,6 +21,7 @@ void register_scheduler(py::module_& m);
 void register_rate_limit(py::module_& m);
 void register_tmdb_client(py::module_& m);
 void register_films(py::module_& m);
+void register_metrics(py::module_& m);
 
 // Python passes durations as float seconds.
 inline std::chrono::milliseconds to_ms(double seconds) {

@@ -65,4 +65,5 @@ PYBIND11_MODULE(_core, m) {
   cinejobs::bindings::register_rate_limit(m);
   cinejobs::bindings::register_tmdb_client(m);
   cinejobs::bindings::register_films(m);
+  cinejobs::bindings::register_metrics(m);
 }

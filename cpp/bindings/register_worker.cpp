@@ -7,6 +7,7 @@
 #include "cinejobs/log.hpp"
 #include "cinejobs/tmdb_pipeline.hpp"
 #include "cinejobs/worker.hpp"
+#include "py_worker.hpp"
 
 namespace cinejobs::bindings {
 
@@ -137,16 +138,6 @@ std::string_view reason_name(StopReason reason) {
   return "none";
 }
 
-// PyWorker owns a Worker. Destroying a Worker joins threads that may need the GIL to finish a
-// Python handler, so the GIL is released first.
-struct PyWorker {
-  std::unique_ptr<Worker> worker;
-  ~PyWorker() {
-    py::gil_scoped_release release;
-    worker.reset();
-  }
-};
-
 double to_seconds(std::chrono::milliseconds d) { return static_cast<double>(d.count()) / 1000.0; }
 
 // make_worker_options starts from the core's defaults and sets only what the caller gave, so
@@ -265,7 +256,11 @@ void register_worker(py::module_& m) {
       [](std::shared_ptr<LogQueue> queue) { install_log_queue(std::move(queue)); },
       py::arg("queue"));
 
-  py::class_<JobEventQueue, std::shared_ptr<JobEventQueue>>(m, "JobEventQueue")
+  // The base of what Worker.add_observer takes (JobEventQueue, WorkerMetrics); not made from
+  // Python.
+  py::class_<JobObserver, std::shared_ptr<JobObserver>>(m, "JobObserver");
+
+  py::class_<JobEventQueue, JobObserver, std::shared_ptr<JobEventQueue>>(m, "JobEventQueue")
       .def(py::init([](std::size_t capacity, std::optional<std::vector<std::string>> names) {
              std::vector<JobEventKind> kinds;
              for (const std::string& name : names.value_or(std::vector<std::string>{})) {
@@ -384,10 +379,10 @@ void register_worker(py::module_& m) {
           py::arg("rate_limit_key") = py::none(), py::arg("hard_timeout") = 0.0)
       .def(
           "add_observer",
-          [](PyWorker& w, std::shared_ptr<JobEventQueue> queue) {
-            w.worker->add_observer(std::move(queue));
+          [](PyWorker& w, std::shared_ptr<JobObserver> observer) {
+            w.worker->add_observer(std::move(observer));
           },
-          py::arg("queue"))
+          py::arg("observer"))
       .def("register_builtins", [](PyWorker& w) { register_builtin_handlers(*w.worker); })
       .def(
           "register_tmdb",

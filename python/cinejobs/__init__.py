@@ -38,6 +38,7 @@ from .errors import (
     UnknownTask,
 )
 from .handle import JobHandle
+from .metrics import MetricsServer
 from .rate_limit import RateLimiter
 from .schedules import Scheduler, ScheduleSpec, ScheduleStatus
 from .worker import Worker
@@ -57,6 +58,7 @@ __all__ = [
     "JobHandle",
     "JobNotFound",
     "JobTimeout",
+    "MetricsServer",
     "RateLimiter",
     "Retry",
     "ScheduleSpec",

@@ -95,6 +95,9 @@ class JobContext:
     def raise_if_stopped(self) -> None: ...
     def progress(self, fraction: float, step: str = "", message: str = "") -> None: ...
 
+# What Worker.add_observer takes: a JobEventQueue or a WorkerMetrics.
+class JobObserver: ...
+
 # Job events of the workers it observes, for a consumer thread (the job log). Each event is a
 # dict: kind ("started", "succeeded", "failed", "retried", "cancelled", "snoozed",
 # "released"), id, task, queue, attempt, max_attempts, at (epoch ms), duration (s), error
@@ -109,7 +112,7 @@ class LogQueue:
 
 def install_log_queue(queue: LogQueue | None) -> None: ...
 
-class JobEventQueue:
+class JobEventQueue(JobObserver):
     # kinds: the event kinds kept ("started", "succeeded", "failed", "retried", "cancelled",
     # "snoozed", "released"); None keeps every kind.
     def __init__(self, capacity: int = 100000, kinds: Sequence[str] | None = None) -> None: ...
@@ -203,8 +206,8 @@ class Worker:
         rate_limit_key: Callable[[str, str], str] | None = None,
         hard_timeout: float = 0.0,
     ) -> None: ...
-    # Before start(): the queue receives every job event of this worker.
-    def add_observer(self, queue: JobEventQueue) -> None: ...
+    # Before start(): the observer receives every job event of this worker.
+    def add_observer(self, observer: JobObserver) -> None: ...
     # Adds the native handlers cinejobs.noop, cinejobs.sleep and cinejobs.prune.
     def register_builtins(self) -> None: ...
     def register_tmdb(
@@ -489,3 +492,19 @@ def enrich_kwargs(session_id: str, position: int) -> str: ...
 TMDB_ENRICH_TASK: str
 TMDB_SYNC_TASK: str
 TMDB_QUEUE: str
+
+# Metrics (metrics.hpp): a worker's job counters, rendered with the process-wide counters, the
+# worker's gauges and the broker's queue depth in the Prometheus text format (0.0.4).
+class WorkerMetrics(JobObserver):
+    def __init__(self) -> None: ...
+
+# One scrape; the GIL is released while the broker's counts are read. A broker that fails
+# leaves the rest (cinejobs_queue_depth_up 0).
+def render_metrics(
+    worker: Worker | None = None,
+    metrics: WorkerMetrics | None = None,
+    broker: Broker | None = None,
+) -> str: ...
+
+# cause: "crashed", "hard_timeout", "max_jobs" or "max_memory".
+def count_child_restart(cause: str) -> None: ...

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__, _core
@@ -23,6 +23,8 @@ from .app import DEFAULT_BROKER_URL, App, default_broker_url, run_until_signalle
 from .errors import CinejobsError, UniqueConflict
 from .handle import STATES
 from .joblog import LOG_FORMATS, LOG_LEVELS, configure_logging
+from .metrics import DEFAULT_HOST as DEFAULT_METRICS_HOST
+from .metrics import MetricsServer
 
 __all__ = ["load_app", "main"]
 
@@ -144,6 +146,26 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is at most 65535, got {value}")
+    return value
+
+
+def _bind_metrics(args: argparse.Namespace, render: Callable[[], str]) -> MetricsServer | None:
+    """Take --metrics-port before the worker starts, so a port in use fails at once."""
+    if args.metrics_port is None:
+        return None
+    try:
+        return MetricsServer(render, args.metrics_port, args.metrics_host).bind()
+    except OSError as exc:
+        raise CliError(
+            f"cannot serve metrics on {args.metrics_host}:{args.metrics_port} "
+            f"({exc.strerror or exc}): is another worker using it? Choose another --metrics-port"
+        ) from None
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -221,7 +243,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise CliError("--with-scheduler runs cinejobs schedules; a --celery worker has none")
     scheduler = app.scheduler(**_scheduler_options(args)) if args.with_scheduler and app else None
 
-    ran: list[Any] = []  # the worker, for its final counts
+    ran: list[Any] = []  # the worker, for its final counts and the metrics server
+    metrics = _bind_metrics(args, lambda: ran[0].metrics_text())
 
     def started(worker: Any) -> None:
         ran.append(worker)
@@ -241,6 +264,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
             f"cinejobs worker {os.getpid()} started: broker {broker_url}, queues "
             f"{','.join(worker.queues)}, {mode}; tasks: {tasks}" + builtins
         )
+        if metrics is not None:
+            metrics.start()
+            status.log(f"cinejobs worker: metrics on {metrics.url}")
         if scheduler is not None:
             scheduler.start()
             status.log(f"cinejobs worker: scheduler running {', '.join(scheduler.names)}")
@@ -265,13 +291,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
         def make_worker() -> Any:
             return app.worker(queues, args.concurrency, **options)
 
-    report = run_until_signalled(
-        make_worker,
-        on_start=started,
-        on_status=lambda w: status.update(w.stats()),
-        on_stopping=stopping,
-        status_interval=0.5 if status.tty else 1.0,
-    )
+    try:
+        report = run_until_signalled(
+            make_worker,
+            on_start=started,
+            on_status=lambda w: status.update(w.stats()),
+            on_stopping=stopping,
+            status_interval=0.5 if status.tty else 1.0,
+        )
+    finally:
+        if metrics is not None:
+            metrics.stop()
     status.finish()
     status.log(
         f"cinejobs worker stopped: {report['finished']} running job(s) finished, "
@@ -637,6 +667,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="text",
         help="text: one readable line per record, a failure's traceback under it; json: one "
         "JSON object per line, for log shippers (default: text)",
+    )
+    w.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="P",
+        help="serve Prometheus metrics at http://HOST:P/metrics while the worker runs",
+    )
+    w.add_argument(
+        "--metrics-host",
+        default=DEFAULT_METRICS_HOST,
+        metavar="HOST",
+        help="interface for --metrics-port (default: all, so Prometheus can scrape the worker "
+        "from another machine or container; 127.0.0.1 keeps it to this machine)",
     )
     _add_scheduler_options(w)
     w.set_defaults(func=cmd_worker)

@@ -267,6 +267,10 @@ class Worker:
         self.concurrency = self.options.concurrency
         self.processes = self.options.processes
         self.grace = self.options.grace
+        # Counted in C++ on the worker's threads: costs a lookup and increments per event.
+        self._broker = broker
+        self._metrics = _core.WorkerMetrics()
+        self._core.add_observer(self._metrics)
         self._loop: _EventLoopThread | None = None
         self._loop_lock = threading.Lock()
         self._stop_report: dict[str, Any] | None = None
@@ -372,6 +376,11 @@ class Worker:
         once), children (child processes alive, process mode) and child_restarts ({cause:
         count}: crashed, hard_timeout, max_jobs, max_memory)."""
         return dict(self._core.stats())
+
+    def metrics_text(self) -> str:
+        """This worker's Prometheus metrics (text format 0.0.4): job counters, running jobs and
+        free slots, the process-wide counters and the broker's queue depth, read now."""
+        return _core.render_metrics(self._core, self._metrics, self._broker)
 
     def __enter__(self) -> Worker:
         return self.start()

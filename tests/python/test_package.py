@@ -44,6 +44,7 @@ def test_public_api_is_reexported_with_all() -> None:
         "ScheduleSpec",
         "ScheduleStatus",
         "Scheduler",
+        "MetricsServer",  # GET /metrics in the Prometheus text format, from any process
     }
     assert set(cinejobs.__all__) == expected
     for name in expected:

@@ -124,7 +124,9 @@ class RateLimiter {
   // The wait alone would bring every refused job back at the same instant, where one gets the
   // unit and the rest are refused again; adding a random spread of up to one period (or the wait
   // plus a second, if less) keeps some due at every moment without a stampede per unit. Used by
-  // every worker that snoozes jobs (cinejobs' own, and Celery tasks through contrib.celery).
+  // every worker that snoozes jobs (cinejobs' own, and Celery tasks through contrib.celery); each
+  // call counts one wait of this limiter (count_rate_limit_wait), as does each acquire() that
+  // has to wait.
   std::chrono::milliseconds snooze_delay(Micros wait) const;
 
   const std::string& name() const noexcept { return name_; }

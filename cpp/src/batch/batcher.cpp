@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "cinejobs/log.hpp"
+#include "cinejobs/metrics.hpp"
 
 namespace cinejobs {
 namespace {
@@ -79,6 +80,7 @@ bool Batcher::offer(std::string& item, std::chrono::milliseconds timeout) {
   buffer_bytes_ += item.size();
   buffer_.push_back({std::move(item), Clock::now()});
   ++stats_.added;
+  count_batcher_items(options_.name);
   // The flusher sleeps without a deadline on an empty buffer, and until the age deadline
   // otherwise: wake it for the first item and when a size limit is reached.
   if (buffer_.size() == 1 || buffer_.size() >= options_.max_items ||
@@ -221,6 +223,7 @@ void Batcher::write_batch(std::vector<std::string> items) {
       stats_.delivered += delivered;
       stats_.retried += again.size();
     }
+    count_batcher_batch(options_.name);
     if (!dead.empty()) bury(std::move(dead));
     items = std::move(again);
     attempts = std::move(again_attempts);
@@ -242,6 +245,7 @@ void Batcher::bury(std::vector<DeadLetterEntry> entries) {
       dead_letter_->write(entries);
       log_line(options_.name, count + " items dead-lettered to " + dead_letter_->describe() +
                                   " (first error: " + entries.front().error + ")");
+      count_batcher_dead_lettered(options_.name, entries.size());
       std::lock_guard lock(mutex_);
       stats_.dead_lettered += entries.size();
       return;

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "cinejobs/errors.hpp"
+#include "cinejobs/metrics.hpp"
 #include "rate_limit/stores.hpp"
 #include "shared_per_url.hpp"
 
@@ -77,12 +78,17 @@ bool RateLimiter::acquire(int n, const AcquireOptions& options, std::string_view
                             : Clock::now() + options.timeout;
   std::mutex mutex;
   std::condition_variable_any never_notified;  // the wait ends by time or by the stop token
+  bool waited = false;
   for (;;) {
     if (options.stop.stop_requested()) return false;
     const RateDecision decision = try_acquire(n, key);
     if (decision.allowed) return true;
     const auto next_try = Clock::now() + decision.wait;
     if (next_try > deadline) return false;  // waiting cannot help: say so now
+    if (!waited) {
+      waited = true;  // one wait per call, however many times the store is asked again
+      count_rate_limit_wait(name_);
+    }
     for (auto now = Clock::now(); now < next_try; now = Clock::now()) {
       auto until = next_try;
       if (options.on_wake) until = std::min(until, now + options.wake_every);
@@ -103,6 +109,8 @@ void RateLimiter::pause_for(std::chrono::milliseconds duration, std::string_view
 
 std::chrono::milliseconds RateLimiter::snooze_delay(Micros wait) const {
   using std::chrono::milliseconds;
+  // Every caller of snooze_delay holds a job back by its answer: that is the snooze counted.
+  count_rate_limit_wait(name_);
   thread_local std::mt19937_64 rng{std::random_device{}()};
   const auto wait_ms = std::chrono::ceil<milliseconds>(std::max(wait, Micros::zero()));
   const auto spread = std::min(std::chrono::floor<milliseconds>(rate_.period),

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "cinejobs/http_client.hpp"
+#include "cinejobs/metrics.hpp"
 #include "tmdb/tmdb_protocol.hpp"
 
 namespace cinejobs {
@@ -255,6 +256,7 @@ std::optional<std::string> TmdbClient::get(
                           "above TMDB's?");
         }
         const std::chrono::seconds pause = response->retry_after().value_or(kDefaultRetryAfter);
+        count_tmdb_429_pause();
         if (o.limiter) {
           // Every worker sharing the limiter holds back, not only this call.
           o.limiter->pause_for(pause);

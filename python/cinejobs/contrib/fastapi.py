@@ -33,6 +33,8 @@ Routes (relative to the router's prefix):
   every schedule's last and next tick as the broker records them (right wherever the
   schedulers run), and job counts per queue and state.
 - ``GET /health``: 200 when the broker answers, 503 (naming what is wrong) when not.
+- ``GET /metrics`` (``jobs_router(app, metrics=True)`` only): Prometheus text format 0.0.4,
+  the embedded worker's counters and gauges and the queue depth (see cinejobs.metrics).
 
 Blocking broker calls run in worker threads (``anyio.to_thread``), so the event loop never
 waits on the broker.
@@ -48,7 +50,7 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Body, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from ..app import App
@@ -60,6 +62,8 @@ from ..errors import (
     UniqueConflict,
 )
 from ..handle import FINAL_STATES, JobHandle
+from ..metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ..metrics import render_metrics
 from ..schedules import Scheduler, ScheduleStatus
 from ..worker import Worker
 
@@ -179,9 +183,13 @@ def _sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-def jobs_router(app: App, *, allow_tasks: Iterable[str] | None = None) -> APIRouter:
+def jobs_router(
+    app: App, *, allow_tasks: Iterable[str] | None = None, metrics: bool = False
+) -> APIRouter:
     """The jobs API for ``app`` (see the module's docstring). ``allow_tasks`` limits which
-    task names clients may enqueue (default: every task registered on ``app``)."""
+    task names clients may enqueue (default: every task registered on ``app``). ``metrics=True``
+    adds ``GET /metrics``: the lifespan's worker's Prometheus metrics, or without one the
+    process's counters and the broker's queue depth (opt-in: a public API may not want them)."""
     router = APIRouter(tags=["cinejobs"])
     allowed = set(allow_tasks) if allow_tasks is not None else None
 
@@ -305,6 +313,17 @@ def jobs_router(app: App, *, allow_tasks: Iterable[str] | None = None) -> APIRou
             "schedules": [schedule_view(s) for s in schedules],
             "queues": queues,
         }
+
+    if metrics:
+
+        @router.get("/metrics", response_class=PlainTextResponse)
+        async def prometheus_metrics(request: Request) -> Response:
+            embedded: Worker | None = getattr(request.app.state, WORKER_STATE, None)
+            # Reads the broker's counts: a round trip, so in a thread.
+            text = await anyio.to_thread.run_sync(
+                lambda: render_metrics(embedded, broker=app.broker)
+            )
+            return Response(text, media_type=METRICS_CONTENT_TYPE)
 
     @router.get("/health")
     async def health() -> JSONResponse:
