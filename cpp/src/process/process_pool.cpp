@@ -21,6 +21,7 @@
 
 #include "cinejobs/errors.hpp"
 #include "cinejobs/log.hpp"
+#include "cinejobs/metrics.hpp"
 #include "cinejobs/worker.hpp"
 #include "process/frames.hpp"
 
@@ -419,7 +420,10 @@ struct ProcessPool::State {
         log_warning("child process " + std::to_string(child->pid) + " died, " + how +
                     "; starting a new one");
       }
-      if (was_ready) ++restarts[cause];
+      if (was_ready) {
+        ++restarts[cause];
+        count_child_restart(cause);
+      }
       ++missing;
     }
     changed.notify_all();
