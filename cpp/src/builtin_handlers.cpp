@@ -19,7 +19,9 @@ double sleep_seconds(const std::string& kwargs) {
   double seconds = -1;
   if (parser.parse(kwargs)["seconds"].get(element) || !element.is_number() ||
       element.get_double().get(seconds) || seconds < 0) {
-    throw HandlerError("ValueError", "cinejobs.sleep needs kwargs {\"seconds\": <number >= 0>}");
+    // A call with the wrong arguments fails the same way every time: no retry.
+    throw HandlerError("TypeError", "cinejobs.sleep needs kwargs {\"seconds\": <number >= 0>}",
+                       "", std::nullopt, FailureAction::kFail);
   }
   return seconds;
 }
@@ -54,8 +56,9 @@ std::string run_prune(JobContext& ctx) {
   std::int64_t retention_ms = 0;
   if (parser.parse(ctx.job().kwargs)["history_retention_ms"].get(retention_ms) ||
       retention_ms < 0) {
-    throw HandlerError("ValueError",
-                       "cinejobs.prune needs kwargs {\"history_retention_ms\": <integer >= 0>}");
+    throw HandlerError("TypeError",
+                       "cinejobs.prune needs kwargs {\"history_retention_ms\": <integer >= 0>}",
+                       "", std::nullopt, FailureAction::kFail);
   }
   const std::size_t jobs = ctx.broker().prune_finished();
   const std::size_t ticks = ctx.broker().prune_schedule_history(now_ms() - retention_ms);

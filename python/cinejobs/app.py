@@ -217,9 +217,16 @@ class Task(Generic[P, R]):
         try:
             self._signature.bind(*args, **kwargs)
         except TypeError as exc:
+            plain = self._signature.replace(
+                parameters=[
+                    p.replace(annotation=inspect.Parameter.empty)
+                    for p in self._signature.parameters.values()
+                ],
+                return_annotation=inspect.Signature.empty,
+            )
             raise TypeError(
                 f"task {self.name!r} cannot be called with these arguments: {exc} "
-                f"(it takes {self.fn.__name__}{self._signature})"
+                f"(it takes {self.fn.__name__}{plain})"
             ) from None
 
     def retries(self, exc: BaseException, args: Any, kwargs: Any) -> bool:

@@ -19,7 +19,14 @@ from typing import Any
 
 from . import __version__, _core
 from ._status import StatusLine, format_counts
-from .app import DEFAULT_BROKER_URL, App, default_broker_url, run_until_signalled
+from .app import (
+    BUILTIN_TASKS,
+    DEFAULT_BROKER_URL,
+    App,
+    Task,
+    default_broker_url,
+    run_until_signalled,
+)
 from .errors import CinejobsError, UniqueConflict
 from .handle import STATES
 from .joblog import LOG_FORMATS, LOG_LEVELS, configure_logging
@@ -467,10 +474,48 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _task_app(args: argparse.Namespace) -> App:
+    """The app whose task `args.task` names, so that the job takes the task's queue, attempts
+    and other options: --app's (which must know the task), else the app of the task found by
+    importing its module (myproj.jobs.send_mail -> myproj.jobs), else an app that knows no
+    task, with a note saying the defaults apply."""
+    name = args.task
+    if getattr(args, "app", None):
+        app = _app_for(args)
+        if name not in app.tasks and name not in BUILTIN_TASKS:
+            known = ", ".join(sorted(app.tasks)) or "none"
+            raise CliError(f"--app {args.app!r} has no task {name!r} (its tasks: {known})")
+        return app
+    module_name, _, attr = name.rpartition(".")
+    if module_name and name not in BUILTIN_TASKS:
+        cwd = os.getcwd()
+        if cwd not in sys.path and "" not in sys.path:
+            sys.path.insert(0, cwd)
+        try:
+            task = getattr(importlib.import_module(module_name), attr, None)
+        except ImportError:
+            task = None
+        except Exception as exc:
+            raise CliError(
+                f"importing {module_name!r} to find task {name!r} failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+        if isinstance(task, Task) and task.name == name:
+            if args.broker:
+                task.app.use_broker(args.broker)
+            return task.app
+        print(
+            f"cinejobs enqueue: note: task {name!r} was not found by importing {module_name!r}; "
+            "the job takes the default queue and attempts (pass --app to use the task's own)",
+            file=sys.stderr,
+        )
+    return App(args.broker or default_broker_url())
+
+
 def cmd_enqueue(args: argparse.Namespace) -> int:
     job_args = _parse_json(args.args, "--args", list)
     job_kwargs = _parse_json(args.kwargs, "--kwargs", dict)
-    app = _app_for(args)
+    app = _task_app(args)
     options: dict[str, Any] = {}
     for key in ("queue", "delay", "priority", "unique_key", "max_attempts", "timeout"):
         value = getattr(args, key)
@@ -482,6 +527,8 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         raise CliError(
             f"not enqueued: unique key {exc.unique_key!r} is held by live job {exc.existing_id}"
         ) from None
+    except TypeError as exc:
+        raise CliError(f"not enqueued: {exc}") from None
     print(handle.id)
     return 0
 
