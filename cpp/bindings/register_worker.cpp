@@ -250,6 +250,7 @@ void register_worker(py::module_& m) {
             return out;
           },
           py::arg("max") = 1000, py::arg("timeout") = 0.2)
+      .def("close", &LogQueue::close)
       .def_property_readonly("dropped", &LogQueue::dropped);
   m.def(
       "install_log_queue",

@@ -47,7 +47,7 @@ void LogQueue::push(LogRecord record) noexcept {
 
 std::vector<LogRecord> LogQueue::take(std::size_t max, std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
-  cv_.wait_for(lock, timeout, [&] { return !records_.empty(); });
+  cv_.wait_for(lock, timeout, [&] { return !records_.empty() || closed_; });
   std::vector<LogRecord> out;
   const std::size_t n = std::min(max, records_.size());
   out.reserve(n);
@@ -56,6 +56,14 @@ std::vector<LogRecord> LogQueue::take(std::size_t max, std::chrono::milliseconds
     records_.pop_front();
   }
   return out;
+}
+
+void LogQueue::close() noexcept {
+  {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+  }
+  cv_.notify_all();
 }
 
 std::uint64_t LogQueue::dropped() const noexcept {

@@ -474,18 +474,18 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _task_app(args: argparse.Namespace) -> App:
+def _task_app(args: argparse.Namespace) -> tuple[App, str | None]:
     """The app whose task `args.task` names, so that the job takes the task's queue, attempts
     and other options: --app's (which must know the task), else the app of the task found by
     importing its module (myproj.jobs.send_mail -> myproj.jobs), else an app that knows no
-    task, with a note saying the defaults apply."""
+    task, with a note (printed once the job is stored) saying the defaults apply."""
     name = args.task
     if getattr(args, "app", None):
         app = _app_for(args)
         if name not in app.tasks and name not in BUILTIN_TASKS:
             known = ", ".join(sorted(app.tasks)) or "none"
             raise CliError(f"--app {args.app!r} has no task {name!r} (its tasks: {known})")
-        return app
+        return app, None
     module_name, _, attr = name.rpartition(".")
     if module_name and name not in BUILTIN_TASKS:
         cwd = os.getcwd()
@@ -503,19 +503,19 @@ def _task_app(args: argparse.Namespace) -> App:
         if isinstance(task, Task) and task.name == name:
             if args.broker:
                 task.app.use_broker(args.broker)
-            return task.app
-        print(
+            return task.app, None
+        note = (
             f"cinejobs enqueue: note: task {name!r} was not found by importing {module_name!r}; "
-            "the job takes the default queue and attempts (pass --app to use the task's own)",
-            file=sys.stderr,
+            "the job takes the default queue and attempts (pass --app to use the task's own)"
         )
-    return App(args.broker or default_broker_url())
+        return App(args.broker or default_broker_url()), note
+    return App(args.broker or default_broker_url()), None
 
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
     job_args = _parse_json(args.args, "--args", list)
     job_kwargs = _parse_json(args.kwargs, "--kwargs", dict)
-    app = _task_app(args)
+    app, note = _task_app(args)
     options: dict[str, Any] = {}
     for key in ("queue", "delay", "priority", "unique_key", "max_attempts", "timeout"):
         value = getattr(args, key)
@@ -530,6 +530,8 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     except TypeError as exc:
         raise CliError(f"not enqueued: {exc}") from None
     print(handle.id)
+    if note is not None:
+        print(note, file=sys.stderr)
     return 0
 
 

@@ -323,12 +323,15 @@ def configure_logging(
 class _CoreLog:
     """Forwards the C++ core's own messages (a reserve retried, a child process that died) to
     the ``cinejobs.core`` logger, so that they come out in the configured format, not as raw
-    lines on stderr. One per process, started by :func:`configure_logging`; at interpreter exit
-    what is left is logged and the core writes to stderr again."""
+    lines on stderr. One per process, started by :func:`configure_logging`. At interpreter exit
+    the core writes to stderr again and the thread is joined: a thread still inside the core when
+    the interpreter finalizes would be torn down there, which C++ does not survive."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._queue: _core.LogQueue | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._logger = logging.getLogger("cinejobs.core")
 
     def start(self) -> None:
@@ -337,23 +340,28 @@ class _CoreLog:
                 return
             self._queue = _core.LogQueue()
             _core.install_log_queue(self._queue)
-        threading.Thread(target=self._drain, name="cinejobs-core-log", daemon=True).start()
+            self._thread = threading.Thread(
+                target=self._drain, args=(self._queue,), name="cinejobs-core-log", daemon=True
+            )
+            self._thread.start()
         atexit.register(self._at_exit)
 
     def _emit(self, records: list[tuple[int, str, str, int]]) -> None:
         for level, component, message, _at in records:
             self._logger.log(level, "%s: %s", component, message, extra={"component": component})
 
-    def _drain(self) -> None:
-        queue = self._queue
-        assert queue is not None
-        while True:
+    def _drain(self, queue: _core.LogQueue) -> None:
+        while not self._stopping.is_set():
             self._emit(queue.take(1000, 0.5))
+        self._emit(queue.take(100000, 0.0))  # what came before the close
 
     def _at_exit(self) -> None:
         _core.install_log_queue(None)
+        self._stopping.set()
         if self._queue is not None:
-            self._emit(self._queue.take(100000, 0.0))
+            self._queue.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
 
 _core_log = _CoreLog()

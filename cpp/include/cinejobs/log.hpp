@@ -38,6 +38,8 @@ class LogQueue {
   void push(LogRecord record) noexcept;
   // take waits up to `timeout` for records and returns at most `max`, oldest first.
   std::vector<LogRecord> take(std::size_t max, std::chrono::milliseconds timeout);
+  // close wakes every take() for good: records still queued are still returned.
+  void close() noexcept;
   std::uint64_t dropped() const noexcept;
 
  private:
@@ -46,6 +48,7 @@ class LogQueue {
   std::condition_variable cv_;
   std::deque<LogRecord> records_;
   std::uint64_t dropped_ = 0;
+  bool closed_ = false;
 };
 
 // install_log_queue sends every later record to `queue` (nullptr: back to stderr).
