@@ -103,8 +103,10 @@ std::string_view to_string(JobEventKind kind) noexcept {
 
 struct Worker::State {
   struct Registered {
-    Handler handler;
+    Handler handler;  // empty for a task run in a child process
     HandlerOptions options;
+    bool in_child = false;
+    milliseconds hard_timeout{0};  // in_child: the task's own, else the worker's
   };
   // held is keyed by delivery (id and lease token), not by job id: a retry can be reserved
   // again while the acker is still settling the attempt before it, and the two must not be
@@ -324,7 +326,7 @@ struct Worker::State {
         }
         heartbeat_cv.notify_all();
       }
-      run(*ctx);
+      run(ctx);
       {
         std::lock_guard lock(mutex);
         --active_handlers;
@@ -333,7 +335,8 @@ struct Worker::State {
     }
   }
 
-  void run(JobContext& ctx) {
+  void run(const std::shared_ptr<JobContext>& shared) {
+    JobContext& ctx = *shared;
     const Job& job = ctx.job();
     auto handler = handlers.find(job.task);
     if (handler == handlers.end()) {
@@ -345,17 +348,29 @@ struct Worker::State {
                      nullptr);
       return;
     }
-    if (handler->second.options.rate_limiter && !take_rate_limit(ctx, handler->second.options)) {
+    const Registered& registered = handler->second;
+    if (registered.options.rate_limiter && !take_rate_limit(ctx, registered.options)) return;
+    announce_start(ctx);
+    if (registered.in_child) {
+      // The pool settles the outcome from its own thread when the child answers; this
+      // handler thread is free for the next job at once.
+      process_pool->submit(shared, registered.hard_timeout,
+                           [this, shared, &registered](HandlerOutcome outcome) {
+                             settle(*shared, registered.options, std::move(outcome));
+                           });
       return;
     }
-    announce_start(ctx);
-    HandlerOutcome outcome = run_handler(handler->second.handler, ctx);
+    settle(ctx, registered.options, run_handler(registered.handler, ctx));
+  }
+
+  // settle hands a handler's outcome to the acker: a result, a snooze, a retry or a failure.
+  void settle(JobContext& ctx, const HandlerOptions& options, HandlerOutcome outcome) {
+    const Job& job = ctx.job();
     if (outcome.failure && outcome.action == FailureAction::kSnooze &&
         ctx.stop_reason() == StopReason::kNone) {
       snooze(job, outcome.retry_at.value_or(now_ms()));
     } else if (outcome.failure) {
-      settle_failure(ctx, std::move(*outcome.failure), &handler->second.options, outcome.retry_at,
-                     outcome.action);
+      settle_failure(ctx, std::move(*outcome.failure), &options, outcome.retry_at, outcome.action);
     } else {
       std::lock_guard lock(mutex);
       if (!accept_outcome_locked(job)) return;
@@ -810,19 +825,9 @@ void Worker::register_child_task(std::string task, HandlerOptions options) {
   const auto hard = options.hard_timeout > std::chrono::milliseconds::zero()
                         ? options.hard_timeout
                         : state_->options.hard_timeout;
-  std::weak_ptr<ProcessPool> pool = state_->process_pool;
-  Handler handler = [pool, hard](JobContext& ctx) -> std::string {
-    auto p = pool.lock();
-    if (!p) throw JobCancelled("job " + ctx.id() + " was stopped: the worker stopped");
-    HandlerOutcome outcome = p->run(ctx, hard);
-    if (outcome.failure) {
-      throw HandlerError(std::move(outcome.failure->type), std::move(outcome.failure->message),
-                         std::move(outcome.failure->traceback), outcome.retry_at, outcome.action);
-    }
-    return std::move(outcome.result);
-  };
-  options.hard_timeout = std::chrono::milliseconds::zero();
-  state_->handlers[std::move(task)] = State::Registered{std::move(handler), std::move(options)};
+  State::Registered registered{Handler{}, std::move(options), true, hard};
+  registered.options.hard_timeout = std::chrono::milliseconds::zero();
+  state_->handlers[std::move(task)] = std::move(registered);
 }
 
 void Worker::add_observer(std::shared_ptr<JobObserver> observer) {

@@ -19,16 +19,16 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "cinejobs/job_context.hpp"
+#include "cinejobs/worker.hpp"
 
 namespace cinejobs {
-
-struct HandlerOutcome;
 
 struct ProcessPoolOptions {
   int processes = 1;
@@ -58,12 +58,17 @@ class ProcessPool {
   // start spawns the children and waits until each has imported the app and said so. Throws
   // ConfigError when a child cannot start (its own output says why). Idempotent.
   void start();
-  // run sends the job to a child with a free slot (waiting for one) and returns its outcome.
-  // The job's stop token (cancel, soft timeout, shutdown) is passed on to the child; past
-  // `hard_timeout` (zero: none) the child is killed. Never throws.
-  HandlerOutcome run(JobContext& ctx, std::chrono::milliseconds hard_timeout);
-  // stop lets idle children exit, kills busy ones (SIGTERM, SIGKILL after kill_grace) and ends
-  // every run() still waiting. Safe twice and before start.
+  // Completion receives a job's outcome, on the pool's own thread (or on the caller's, for a
+  // job refused at once because the pool stopped). It must not call back into the pool.
+  using Completion = std::function<void(HandlerOutcome)>;
+  // submit sends the job to a child with a free slot, or queues it until one frees up, and
+  // returns at once: no thread waits for a job in a child. The job's stop token (cancel, soft
+  // timeout, shutdown) is passed on to the child; past `hard_timeout` (zero: none), counted from
+  // when the child got it, the child is stopped. `done` is called exactly once.
+  void submit(std::shared_ptr<JobContext> ctx, std::chrono::milliseconds hard_timeout,
+              Completion done);
+  // stop lets idle children exit, kills busy ones (SIGTERM, SIGKILL after kill_grace) and
+  // completes every job still in the pool (JobCancelled). Safe twice and before start.
   void stop() noexcept;
 
   ProcessPoolStats stats() const;

@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -65,18 +66,21 @@ std::uint64_t resident_mb(pid_t pid) {
   return resident * page / (1024 * 1024);
 }
 
-// A job sent to a child, from run() until its outcome is known.
+struct Child;
+
+// A job given to the pool, from submit() until its outcome is handed to `done`.
 struct Pending {
-  JobContext* ctx = nullptr;
-  bool done = false;
-  HandlerOutcome outcome;
-  std::condition_variable cv;
+  std::shared_ptr<JobContext> ctx;
+  ProcessPool::Completion done;
+  milliseconds hard_timeout{0};                                // zero: none
+  Clock::time_point hard_deadline = Clock::time_point::max();  // set when sent to a child
+  bool stop_sent = false;  // the job's stop token was passed on to its child
 };
 
 struct Child {
   pid_t pid = -1;
   UniqueFd fd;
-  std::mutex write_mutex;  // run() and stop frames come from several handler threads
+  std::mutex write_mutex;  // frames come from handler threads (submit) and the loop thread
   bool ready = false;
   bool exiting = false;  // told to exit (recycled, or the pool stops): takes no job
   int running = 0;
@@ -85,6 +89,7 @@ struct Child {
   std::string recycle_cause;   // "max_jobs" or "max_memory" once it is to be replaced
   std::string killed_for_job;  // the job whose hard time limit killed it
   milliseconds hard_limit{0};  // ...and that limit
+  Clock::time_point kill_at = Clock::time_point::max();  // SIGTERM sent: SIGKILL then
   std::unordered_map<std::string, std::shared_ptr<Pending>> pending;
   detail::FrameReader reader;
   Clock::time_point spawned_at;
@@ -114,8 +119,10 @@ struct ProcessPool::State {
 
   ProcessPoolOptions options;
   mutable std::mutex mutex;
-  std::condition_variable changed;  // a child became ready, freed a slot, or died
+  std::condition_variable changed;  // a child became ready or died (start() waits)
   std::vector<std::shared_ptr<Child>> children;
+  // Jobs submitted while every child was busy, sent in order as children free up.
+  std::deque<std::shared_ptr<Pending>> waiting;
   std::map<std::string, std::uint64_t> restarts;
   int missing = 0;                 // children to spawn (deaths not yet replaced)
   int failed_starts = 0;           // children in a row that died before they were ready
@@ -203,6 +210,7 @@ struct ProcessPool::State {
         spawn_missing_locked(lock);
         watched = children;
         if (missing > 0) timeout = milliseconds(100);
+        timeout = std::min(timeout, until_next_check_locked());
       }
       std::vector<pollfd> fds;
       fds.push_back(pollfd{wake.get(), POLLIN, 0});
@@ -211,28 +219,119 @@ struct ProcessPool::State {
       if (n < 0 && errno != EINTR) {
         log_warning(std::string("poll on child processes failed: ") + std::strerror(errno));
       }
-      if (n <= 0) {
-        check_start_timeouts();
-        continue;
-      }
-      if ((fds[0].revents & POLLIN) != 0) {
-        std::uint64_t value = 0;
-        (void)!::read(wake.get(), &value, sizeof(value));
-      }
-      for (std::size_t i = 1; i < fds.size(); ++i) {
-        if (fds[i].revents == 0) continue;
-        const auto& child = watched[i - 1];
-        const ssize_t got = ::recv(child->fd.get(), buffer.data(), buffer.size(), MSG_DONTWAIT);
-        if (got > 0) {
-          child->reader.feed(buffer.data(), static_cast<std::size_t>(got));
-          if (!handle_frames(*child)) on_exit(child, "sent a corrupt message");
-        } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
-          on_exit(child, "");
+      if (n > 0) {
+        if ((fds[0].revents & POLLIN) != 0) {
+          std::uint64_t value = 0;
+          (void)!::read(wake.get(), &value, sizeof(value));
+        }
+        for (std::size_t i = 1; i < fds.size(); ++i) {
+          if (fds[i].revents == 0) continue;
+          const auto& child = watched[i - 1];
+          const ssize_t got = ::recv(child->fd.get(), buffer.data(), buffer.size(), MSG_DONTWAIT);
+          if (got > 0) {
+            child->reader.feed(buffer.data(), static_cast<std::size_t>(got));
+            if (!handle_frames(*child)) on_exit(child, "sent a corrupt message");
+          } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
+            on_exit(child, "");
+          }
         }
       }
       check_start_timeouts();
+      check_running_jobs();
+      send_waiting();
     }
     shut_down_children();
+  }
+
+  // until_next_check_locked: how long the loop may sleep. Jobs in children are looked at every
+  // 50 ms (a cancel or a soft timeout to pass on), and at their hard deadline or kill time.
+  milliseconds until_next_check_locked() const {
+    auto next = Clock::time_point::max();
+    bool any = !waiting.empty();
+    for (const auto& c : children) {
+      next = std::min(next, c->kill_at);
+      for (const auto& [id, p] : c->pending) {
+        any = true;
+        next = std::min(next, p->hard_deadline);
+      }
+    }
+    if (!any && next == Clock::time_point::max()) return milliseconds(1000);
+    const auto now = Clock::now();
+    auto wait = std::chrono::duration_cast<milliseconds>(next > now ? next - now : next - next);
+    return std::clamp(wait, milliseconds(1), milliseconds(50));
+  }
+
+  // check_running_jobs passes on stop tokens (cancel, soft timeout, shutdown) to the children
+  // running those jobs, stops the child of a job past its hard time limit (SIGTERM, SIGKILL
+  // after kill_grace), and ends waiting jobs whose token was set before they were sent.
+  void check_running_jobs() {
+    std::vector<std::pair<std::shared_ptr<Child>, std::string>> stops;
+    std::vector<std::shared_ptr<Pending>> ended;
+    {
+      std::lock_guard lock(mutex);
+      const auto now = Clock::now();
+      for (const auto& c : children) {
+        if (c->kill_at <= now) {
+          ::kill(c->pid, SIGKILL);
+          c->kill_at = Clock::time_point::max();
+        }
+        for (const auto& [id, p] : c->pending) {
+          if (!p->stop_sent && p->ctx->stop_reason() != StopReason::kNone) {
+            p->stop_sent = true;
+            stops.emplace_back(c,
+                               detail::encode_frame(
+                                   FrameType::kStop,
+                                   {id, std::to_string(static_cast<int>(p->ctx->stop_reason()))}));
+          }
+          if (now >= p->hard_deadline && c->killed_for_job.empty()) {
+            c->killed_for_job = id;
+            c->hard_limit = p->hard_timeout;
+            c->exiting = true;
+            ::kill(c->pid, SIGTERM);
+            c->kill_at = now + options.kill_grace;
+          }
+        }
+      }
+      for (auto it = waiting.begin(); it != waiting.end();) {
+        if ((*it)->ctx->cancel_requested()) {
+          ended.push_back(std::move(*it));
+          it = waiting.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (const auto& [child, frame] : stops) {
+      std::lock_guard write(child->write_mutex);
+      detail::send_all(child->fd.get(), frame);
+    }
+    for (const auto& p : ended) p->done(stopped_before_start(*p->ctx));
+  }
+
+  static HandlerOutcome stopped_before_start(JobContext& ctx) {
+    try {
+      ctx.throw_if_stopped();
+    } catch (const std::exception& e) {
+      return failure(ctx.stop_reason() == StopReason::kTimeout ? "JobTimeout" : "JobCancelled",
+                     e.what());
+    }
+    return failure("JobCancelled", "job " + ctx.id() + " was stopped before it started");
+  }
+
+  // send_waiting gives waiting jobs to children with a free slot, in the order they came.
+  void send_waiting() {
+    std::vector<std::pair<std::shared_ptr<Child>, std::shared_ptr<Pending>>> sends;
+    {
+      std::lock_guard lock(mutex);
+      while (!waiting.empty()) {
+        auto child = pick_locked();
+        if (!child) break;
+        assign_locked(child, waiting.front());
+        sends.emplace_back(std::move(child), std::move(waiting.front()));
+        waiting.pop_front();
+      }
+    }
+    for (const auto& [child, p] : sends) send_job(*child, *p);
   }
 
   void spawn_missing_locked(std::unique_lock<std::mutex>& lock) {
@@ -298,7 +397,7 @@ struct ProcessPool::State {
         try {
           p->ctx->progress(std::stod(f[1]), std::move(f[2]), std::move(f[3]));
         } catch (const std::exception&) {
-          // The token is set (cancelled, timed out): the waiting run() passes that on.
+          // The token is set (cancelled, timed out): check_running_jobs passes that on.
         }
         return;
       }
@@ -327,14 +426,11 @@ struct ProcessPool::State {
           child.pending.erase(it);
           --child.running;
           ++child.jobs_done;
-          p->outcome = std::move(outcome);
-          p->done = true;
           consider_recycling_locked(child);
         }
-        // Woken after the unlock: a waiter woken under the lock would only block on it again,
-        // two context switches per job instead of one. `p` keeps the condition variable alive.
-        p->cv.notify_all();
-        changed.notify_all();
+        // The worker settles the outcome here, on this thread: no thread waits for it.
+        p->done(std::move(outcome));
+        send_waiting();
         return;
       }
       default:
@@ -380,7 +476,8 @@ struct ProcessPool::State {
     how = r == child->pid ? describe_exit(status) : std::string("exit (status unknown)");
     if (!why.empty()) how = why + ", then " + how;
 
-    std::lock_guard lock(mutex);
+    std::vector<std::pair<std::shared_ptr<Pending>, HandlerOutcome>> settled;
+    std::unique_lock lock(mutex);
     std::erase(children, child);
     const bool was_ready = child->ready;
     std::string cause;
@@ -394,22 +491,22 @@ struct ProcessPool::State {
       cause = "crashed";
     }
     for (auto& [id, p] : child->pending) {
+      HandlerOutcome outcome;
       if (id == child->killed_for_job) {
-        p->outcome = failure("JobTimeout", "job " + id + " ran past its hard time limit of " +
-                                               format_seconds(child->hard_limit) +
-                                               "; its child process was stopped (" + how + ")");
+        outcome = failure("JobTimeout", "job " + id + " ran past its hard time limit of " +
+                                            format_seconds(child->hard_limit) +
+                                            "; its child process was stopped (" + how + ")");
       } else if (!child->killed_for_job.empty()) {
-        p->outcome = failure("WorkerCrashed",
-                             "the child process running this job was killed "
-                             "because job " +
-                                 child->killed_for_job + " beside it ran past its hard time limit");
+        outcome = failure("WorkerCrashed",
+                          "the child process running this job was killed because job " +
+                              child->killed_for_job + " beside it ran past its hard time limit");
       } else {
-        p->outcome = failure("WorkerCrashed", "the child process " + std::to_string(child->pid) +
-                                                  " running this job died, " + how);
+        outcome = failure("WorkerCrashed", "the child process " + std::to_string(child->pid) +
+                                               " running this job died, " + how);
       }
-      p->done = true;
-      p->cv.notify_all();
+      settled.emplace_back(p, std::move(outcome));
     }
+    child->pending.clear();
     if (!stopping) {
       if (!was_ready) {
         start_failure = "child process " + std::to_string(child->pid) + " ended (" + how +
@@ -427,6 +524,8 @@ struct ProcessPool::State {
       ++missing;
     }
     changed.notify_all();
+    lock.unlock();
+    for (auto& [p, outcome] : settled) p->done(std::move(outcome));
   }
 
   void check_start_timeouts() {
@@ -469,17 +568,21 @@ struct ProcessPool::State {
         ::waitpid(c->pid, &status, 0);
       }
     }
-    std::lock_guard lock(mutex);
-    for (const auto& c : all) {
-      for (auto& [id, p] : c->pending) {
-        p->outcome = failure("JobCancelled", "job " + id + " was stopped: the worker stopped");
-        p->done = true;
-        p->cv.notify_all();
+    std::vector<std::shared_ptr<Pending>> left;
+    {
+      std::lock_guard lock(mutex);
+      for (const auto& c : all) {
+        for (auto& [id, p] : c->pending) left.push_back(p);
+        c->pending.clear();
       }
-      c->pending.clear();
+      for (auto& p : waiting) left.push_back(std::move(p));
+      waiting.clear();
+      children.clear();
+      changed.notify_all();
     }
-    children.clear();
-    changed.notify_all();
+    for (const auto& p : left) {
+      p->done(failure("JobCancelled", "job " + p->ctx->id() + " was stopped: the worker stopped"));
+    }
   }
 
   void wake_loop() const noexcept {
@@ -498,80 +601,51 @@ struct ProcessPool::State {
     return best;
   }
 
-  HandlerOutcome run(JobContext& ctx, milliseconds hard_timeout) {
-    auto pending = std::make_shared<Pending>();
-    pending->ctx = &ctx;
+  // assign_locked makes `p` the child's: counted in its slots and its job cap, its hard
+  // deadline running from now.
+  void assign_locked(const std::shared_ptr<Child>& child, const std::shared_ptr<Pending>& p) {
+    ++child->running;
+    child->pending[p->ctx->id()] = p;
+    if (p->hard_timeout > milliseconds::zero()) p->hard_deadline = Clock::now() + p->hard_timeout;
+    // Counted as jobs are sent, not as they end: a child running several at once must not
+    // pass its cap with the ones already under way.
+    if (options.max_jobs > 0 && ++child->jobs_sent >= options.max_jobs) {
+      child->recycle_cause = "max_jobs";
+      child->exiting = true;
+    }
+  }
+
+  void send_job(Child& child, const Pending& p) {
+    const std::string frame = detail::encode_frame(FrameType::kRun, {to_json(p.ctx->job())});
+    std::lock_guard write(child.write_mutex);
+    // A child gone meanwhile is noticed by the loop, which settles the job.
+    detail::send_all(child.fd.get(), frame);
+  }
+
+  void submit(std::shared_ptr<JobContext> ctx, milliseconds hard_timeout, Completion done) {
+    auto p = std::make_shared<Pending>();
+    p->ctx = std::move(ctx);
+    p->done = std::move(done);
+    p->hard_timeout = hard_timeout;
     std::shared_ptr<Child> child;
     {
-      std::unique_lock lock(mutex);
-      for (;;) {
-        if (stopping) {
-          return failure("JobCancelled", "job " + ctx.id() + " was stopped: the worker stopped");
-        }
-        if (ctx.cancel_requested()) {
-          try {
-            ctx.throw_if_stopped();
-          } catch (const std::exception& e) {
-            return failure(
-                ctx.stop_reason() == StopReason::kTimeout ? "JobTimeout" : "JobCancelled",
-                e.what());
-          }
-        }
+      std::lock_guard lock(mutex);
+      if (!stopping) {
         child = pick_locked();
-        if (child) break;
-        changed.wait_for(lock, milliseconds(50));
-      }
-      ++child->running;
-      child->pending[ctx.id()] = pending;
-      // Counted as jobs are sent, not as they end: a child running several at once must not
-      // pass its cap with the ones already under way.
-      if (options.max_jobs > 0 && ++child->jobs_sent >= options.max_jobs) {
-        child->recycle_cause = "max_jobs";
-        child->exiting = true;
-      }
-    }
-    {
-      const std::string frame = detail::encode_frame(FrameType::kRun, {to_json(ctx.job())});
-      std::lock_guard write(child->write_mutex);
-      // A child gone meanwhile is noticed by the loop, which settles this job.
-      detail::send_all(child->fd.get(), frame);
-    }
-    const auto hard_deadline = hard_timeout > milliseconds::zero() ? Clock::now() + hard_timeout
-                                                                   : Clock::time_point::max();
-    auto kill_at = Clock::time_point::max();
-    bool stop_sent = false;
-    std::unique_lock lock(mutex);
-    while (!pending->done) {
-      const auto now = Clock::now();
-      if (!stop_sent && ctx.stop_reason() != StopReason::kNone) {
-        stop_sent = true;
-        lock.unlock();
-        const std::string frame = detail::encode_frame(
-            FrameType::kStop, {ctx.id(), std::to_string(static_cast<int>(ctx.stop_reason()))});
-        {
-          std::lock_guard write(child->write_mutex);
-          detail::send_all(child->fd.get(), frame);
+        if (child) {
+          assign_locked(child, p);
+        } else {
+          waiting.push_back(p);  // the loop sends it when a child frees a slot
+          return;
         }
-        lock.lock();
-        continue;
       }
-      if (now >= hard_deadline && child->killed_for_job.empty() &&
-          kill_at == Clock::time_point::max()) {
-        child->killed_for_job = ctx.id();
-        child->hard_limit = hard_timeout;
-        child->exiting = true;
-        ::kill(child->pid, SIGTERM);
-        kill_at = now + options.kill_grace;
-      } else if (now >= kill_at) {
-        ::kill(child->pid, SIGKILL);
-        kill_at = Clock::time_point::max() - milliseconds(1);  // once
-      }
-      auto wake = now + milliseconds(50);
-      if (hard_deadline > now) wake = std::min(wake, hard_deadline);
-      if (kill_at > now) wake = std::min(wake, kill_at);
-      pending->cv.wait_until(lock, wake);
     }
-    return std::move(pending->outcome);
+    if (!child) {
+      p->done(failure("JobCancelled", "job " + p->ctx->id() + " was stopped: the worker stopped"));
+      return;
+    }
+    send_job(*child, *p);
+    if (hard_timeout > milliseconds::zero()) wake_loop();  // a deadline it must watch
   }
 
   void stop() noexcept {
@@ -619,12 +693,9 @@ void ProcessPool::start() {
   throw ConfigError("process mode cannot start: " + why);
 }
 
-HandlerOutcome ProcessPool::run(JobContext& ctx, std::chrono::milliseconds hard_timeout) {
-  try {
-    return state_->run(ctx, hard_timeout);
-  } catch (const std::exception& e) {
-    return failure("Error", std::string("sending the job to a child process failed: ") + e.what());
-  }
+void ProcessPool::submit(std::shared_ptr<JobContext> ctx, std::chrono::milliseconds hard_timeout,
+                         Completion done) {
+  state_->submit(std::move(ctx), hard_timeout, std::move(done));
 }
 
 void ProcessPool::stop() noexcept { state_->stop(); }
