@@ -35,6 +35,7 @@ def test_public_api_is_reexported_with_all() -> None:
         "TmdbError",
         "TmdbAuthError",
         "RateLimiter",
+        "Retry",
         "postgres",  # the module: cinejobs.postgres.enqueue(conn, task, ...)
         "Batcher",
         "BatcherFull",
