@@ -59,12 +59,16 @@ class Service:
             return False
         return True
 
-    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
             payload = None if body is None else json.dumps(body)
-            headers = {} if body is None else {"Content-Type": "application/json"}
-            conn.request(method, path, body=payload, headers=headers)
+            sent = dict(headers or {})
+            if body is not None:
+                sent["Content-Type"] = "application/json"
+            conn.request(method, path, body=payload, headers=sent)
             response = conn.getresponse()
             return response.status, json.loads(response.read() or b"null")
         finally:

@@ -16,35 +16,40 @@ stream their progress, and see the workers' and schedules' state.
 
     # worker=False, scheduler=False: both run as their own services
     api = FastAPI(lifespan=lifespan(jobs, concurrency=16, scheduler=True))
-    api.include_router(jobs_router(jobs), prefix="/api")
+    # Clients may enqueue `enrich` only, and only once current_user (your auth) lets them in.
+    api.include_router(
+        jobs_router(jobs, tasks=[enrich], dependencies=[Depends(current_user)]), prefix="/api"
+    )
 
 Routes (relative to the router's prefix):
 
-- ``POST /jobs/{task}``: body ``{"args": [...], "kwargs": {...}, "delay": s, "priority": n,
-  "unique_key": "...", "queue": "..."}`` (all optional); 202 ``{"job_id", "state"}``; 409
-  ``{"detail", "job_id"}`` naming the live job when the unique key is taken; 404 for a task
-  the app does not know (clients cannot enqueue arbitrary names); 422 for arguments or options
-  that are refused.
+- ``POST /jobs/{task}``: body ``{"args": [...], "kwargs": {...}, "delay": s}`` (all optional;
+  ``priority``, ``unique_key`` and ``queue`` too where ``client_options`` allows them); 202
+  ``{"job_id", "state"}``; 409 ``{"detail", "job_id"}`` naming the live job when the unique key
+  is taken; 404 for a task not listed in ``tasks`` (none is, unless listed); 422 for arguments
+  the task does not take or options the client may not set.
 - ``GET /jobs/{id}``: state, progress ``{step, fraction, message}``, result or error.
 - ``POST /jobs/{id}/cancel``: ``{"job_id", "state"}`` after the cancel.
 - ``GET /jobs/{id}/events``: server-sent events, one ``progress`` event per change seen and a
   final ``done`` event with the whole job, then the stream ends.
-- ``GET /worker/status``: the embedded worker (running, counters) and scheduler (running),
-  every schedule's last and next tick as the broker records them (right wherever the
-  schedulers run), and job counts per queue and state.
+- ``GET /worker/status`` (unless ``worker_status=False``): the embedded worker (running,
+  counters) and scheduler (running), every schedule's last and next tick as the broker records
+  them (right wherever the schedulers run), and job counts per queue and state.
 - ``GET /health``: 200 when the broker answers, 503 (naming what is wrong) when not.
 - ``GET /metrics`` (``jobs_router(app, metrics=True)`` only): Prometheus text format 0.0.4,
   the embedded worker's counters and gauges and the queue depth (see cinejobs.metrics).
 
-Blocking broker calls run in worker threads (``anyio.to_thread``), so the event loop never
-waits on the broker.
+Every route runs the router's ``dependencies`` first (the host app's authentication); reads,
+cancels and event streams show only the jobs ``job_filter`` lets a request see (404 for the
+others). Blocking broker calls run in worker threads (``anyio.to_thread``), so the event loop
+never waits on the broker; a broker that cannot be reached gives 503 on every route.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Annotated, Any
 
@@ -53,7 +58,7 @@ from fastapi import APIRouter, Body, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from ..app import App
+from ..app import App, Task
 from ..errors import (
     BrokerUnavailable,
     ConfigError,
@@ -67,7 +72,7 @@ from ..metrics import render_metrics
 from ..schedules import Scheduler, ScheduleStatus
 from ..worker import Worker
 
-__all__ = ["EnqueueRequest", "jobs_router", "lifespan"]
+__all__ = ["CLIENT_OPTIONS", "DEFAULT_CLIENT_OPTIONS", "EnqueueRequest", "jobs_router", "lifespan"]
 
 # The keys under FastAPI's app.state where the lifespan keeps its embedded worker and scheduler.
 WORKER_STATE = "cinejobs_worker"
@@ -183,31 +188,76 @@ def _sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-def jobs_router(
-    app: App, *, allow_tasks: Iterable[str] | None = None, metrics: bool = False
-) -> APIRouter:
-    """The jobs API for ``app`` (see the module's docstring). ``allow_tasks`` limits which
-    task names clients may enqueue (default: every task registered on ``app``). ``metrics=True``
-    adds ``GET /metrics``: the lifespan's worker's Prometheus metrics, or without one the
-    process's counters and the broker's queue depth (opt-in: a public API may not want them)."""
-    router = APIRouter(tags=["cinejobs"])
-    allowed = set(allow_tasks) if allow_tasks is not None else None
+# The enqueue options a client may set unless the router allows more: when to run. Queue,
+# priority and unique key are the server's to choose (a client could park work on a queue
+# nobody consumes, jump the line, or hold the server's own unique keys).
+DEFAULT_CLIENT_OPTIONS = frozenset({"delay"})
+CLIENT_OPTIONS = frozenset({"delay", "priority", "unique_key", "queue"})
 
-    def handle_of(job_id: str) -> JobHandle:
+
+def jobs_router(
+    app: App,
+    *,
+    tasks: Iterable[str | Task[..., Any]] = (),
+    dependencies: Sequence[Any] | None = None,
+    client_options: Iterable[str] = DEFAULT_CLIENT_OPTIONS,
+    server_kwargs: Callable[[Request], Mapping[str, Any]] | None = None,
+    job_filter: Callable[[Request, dict[str, Any]], bool] | None = None,
+    worker_status: bool = True,
+    metrics: bool = False,
+    allow_tasks: Iterable[str] | None = None,
+) -> APIRouter:
+    """The jobs API for ``app`` (see the module's docstring), safe by default:
+
+    - ``tasks``: the tasks (or names) clients may enqueue; none unless listed, so an internal
+      task (``purge_all_users``) is never one POST away. ``allow_tasks`` is the old name.
+    - ``dependencies``: FastAPI dependencies run before every route, e.g.
+      ``[Depends(current_user)]``: the host app's authentication. Without it the routes are
+      open to whoever reaches them.
+    - ``client_options``: which of ``delay``, ``priority``, ``unique_key``, ``queue`` a client
+      may set (default: ``delay``); the others give 422.
+    - ``server_kwargs(request)``: keyword arguments the server sets on every job it enqueues,
+      over what the client sent (e.g. the caller's user id), so a job records its owner.
+    - ``job_filter(request, job)``: whether this request may see or cancel ``job`` (its
+      ``info()`` dict); a job it may not answers 404, as one that does not exist.
+    - ``worker_status=False`` leaves ``/worker/status`` out; ``metrics=True`` adds ``/metrics``.
+
+    A broker that cannot be reached gives 503 on every route."""
+    named = list(tasks) + list(allow_tasks or ())
+    allowed = {t if isinstance(t, str) else t.name for t in named}
+    options_allowed = set(client_options)
+    if not options_allowed <= CLIENT_OPTIONS:
+        raise ConfigError(
+            f"client_options may name {', '.join(sorted(CLIENT_OPTIONS))}; got "
+            f"{', '.join(sorted(options_allowed - CLIENT_OPTIONS))}"
+        )
+    router = APIRouter(tags=["cinejobs"], dependencies=list(dependencies or ()))
+
+    async def in_thread(fn: Callable[[], Any]) -> Any:
+        """Run a blocking broker call in a worker thread; an unreachable broker is a 503."""
         try:
-            return app.get_job(job_id)
+            return await anyio.to_thread.run_sync(fn)
+        except BrokerUnavailable as exc:
+            raise HTTPException(503, str(exc)) from exc
+
+    def visible(request: Request, job_id: str) -> tuple[JobHandle, dict[str, Any]]:
+        try:
+            handle = app.get_job(job_id)
+            job = handle.info()
         except JobNotFound as exc:
             raise HTTPException(404, str(exc)) from exc
+        if job_filter is not None and not job_filter(request, job):
+            raise HTTPException(404, f"no job with id {job_id}")
+        return handle, job
 
     @router.post("/jobs/{task}", status_code=202)
     async def enqueue(
-        task: str, request: Annotated[EnqueueRequest | None, Body()] = None
+        task: str, http: Request, request: Annotated[EnqueueRequest | None, Body()] = None
     ) -> JSONResponse:
-        known = allowed if allowed is not None else set(app.tasks)
-        if task not in known:
+        if task not in allowed:
             raise HTTPException(404, f"unknown task {task!r}")
         body = request or EnqueueRequest()
-        options = {
+        given = {
             k: v
             for k, v in {
                 "delay": body.delay,
@@ -217,36 +267,38 @@ def jobs_router(
             }.items()
             if v is not None
         }
-        try:
-            handle = await anyio.to_thread.run_sync(
-                lambda: app.enqueue(task, body.args, body.kwargs, **options)
+        refused = sorted(set(given) - options_allowed)
+        if refused:
+            raise HTTPException(
+                422, f"clients may not set {', '.join(refused)} on this API (the server decides)"
             )
+        kwargs = dict(body.kwargs)
+        if server_kwargs is not None:
+            kwargs.update(server_kwargs(http))
+        try:
+            handle = await in_thread(lambda: app.enqueue(task, body.args, kwargs, **given))
         except UniqueConflict as exc:
             return JSONResponse({"detail": str(exc), "job_id": exc.existing_id}, status_code=409)
         except (TypeError, ConfigError, InvalidPayload) as exc:
             raise HTTPException(422, str(exc)) from exc
-        except BrokerUnavailable as exc:
-            raise HTTPException(503, str(exc)) from exc
-        state = await anyio.to_thread.run_sync(handle.status)
+        state = await in_thread(handle.status)
         return JSONResponse({"job_id": handle.id, "state": state}, status_code=202)
 
     @router.get("/jobs/{job_id}")
-    async def get_job(job_id: str) -> dict[str, Any]:
-        def read() -> dict[str, Any]:
-            return job_view(handle_of(job_id).info())
-
-        return await anyio.to_thread.run_sync(read)
+    async def get_job(job_id: str, request: Request) -> dict[str, Any]:
+        return job_view((await in_thread(lambda: visible(request, job_id)))[1])
 
     @router.post("/jobs/{job_id}/cancel")
-    async def cancel(job_id: str) -> dict[str, Any]:
+    async def cancel(job_id: str, request: Request) -> dict[str, Any]:
         def run() -> dict[str, Any]:
-            return {"job_id": job_id, "state": handle_of(job_id).cancel()}
+            handle, _ = visible(request, job_id)
+            return {"job_id": job_id, "state": handle.cancel()}
 
-        return await anyio.to_thread.run_sync(run)
+        return dict(await in_thread(run))
 
     @router.get("/jobs/{job_id}/events")
     async def events(job_id: str, request: Request) -> StreamingResponse:
-        handle = await anyio.to_thread.run_sync(handle_of, job_id)
+        handle = (await in_thread(lambda: visible(request, job_id)))[0]
 
         async def stream() -> AsyncIterator[str]:
             seen: tuple[Any, ...] | None = None
@@ -279,40 +331,42 @@ def jobs_router(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    @router.get("/worker/status")
-    async def worker_status(request: Request) -> dict[str, Any]:
-        embedded: Worker | None = getattr(request.app.state, WORKER_STATE, None)
-        ticking: Scheduler | None = getattr(request.app.state, SCHEDULER_STATE, None)
+    if worker_status:
 
-        def read() -> tuple[list[tuple[str, str, int]], list[ScheduleStatus]]:
-            # Ticks as the broker records them, not as this process's scheduler remembers
-            # them: right when the schedulers run in other processes, and a next tick in the
-            # past shows that none is running.
-            return app.counts(), app.schedules(next_tick_from="broker")
+        @router.get("/worker/status")
+        async def read_worker_status(request: Request) -> dict[str, Any]:
+            embedded: Worker | None = getattr(request.app.state, WORKER_STATE, None)
+            ticking: Scheduler | None = getattr(request.app.state, SCHEDULER_STATE, None)
 
-        counts, schedules = await anyio.to_thread.run_sync(read)
-        queues: dict[str, dict[str, int]] = {}
-        for queue, state, n in counts:
-            queues.setdefault(queue, {})[state] = n
-        return {
-            "worker": None
-            if embedded is None
-            else {
-                "running": embedded.running,
-                "queues": embedded.queues,
-                "concurrency": embedded.concurrency,
-                "stats": embedded.stats(),
-            },
-            "scheduler": None
-            if ticking is None
-            else {
-                "running": ticking.running,
-                "schedules": ticking.names,
-                "last_error": ticking.last_error or None,
-            },
-            "schedules": [schedule_view(s) for s in schedules],
-            "queues": queues,
-        }
+            def read() -> tuple[list[tuple[str, str, int]], list[ScheduleStatus]]:
+                # Ticks as the broker records them, not as this process's scheduler remembers
+                # them: right when the schedulers run in other processes, and a next tick in the
+                # past shows that none is running.
+                return app.counts(), app.schedules(next_tick_from="broker")
+
+            counts, schedules = await in_thread(read)
+            queues: dict[str, dict[str, int]] = {}
+            for queue, state, n in counts:
+                queues.setdefault(queue, {})[state] = n
+            return {
+                "worker": None
+                if embedded is None
+                else {
+                    "running": embedded.running,
+                    "queues": embedded.queues,
+                    "concurrency": embedded.concurrency,
+                    "stats": embedded.stats(),
+                },
+                "scheduler": None
+                if ticking is None
+                else {
+                    "running": ticking.running,
+                    "schedules": ticking.names,
+                    "last_error": ticking.last_error or None,
+                },
+                "schedules": [schedule_view(s) for s in schedules],
+                "queues": queues,
+            }
 
     if metrics:
 
@@ -320,9 +374,7 @@ def jobs_router(
         async def prometheus_metrics(request: Request) -> Response:
             embedded: Worker | None = getattr(request.app.state, WORKER_STATE, None)
             # Reads the broker's counts: a round trip, so in a thread.
-            text = await anyio.to_thread.run_sync(
-                lambda: render_metrics(embedded, broker=app.broker)
-            )
+            text = await in_thread(lambda: render_metrics(embedded, broker=app.broker))
             return Response(text, media_type=METRICS_CONTENT_TYPE)
 
     @router.get("/health")

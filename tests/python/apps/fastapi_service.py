@@ -4,7 +4,13 @@ unless $EMBEDDED_WORKER is "0", and an embedded scheduler when $EMBEDDED_SCHEDUL
 
 Tasks: ``films.enrich`` reports progress in steps gated by files (so a test decides when the
 job moves on), ``films.add`` returns a sum, ``films.slow`` reports progress until cancelled,
-``films.tick`` is scheduled every second (as ``every-second``).
+``films.tick`` is scheduled every second (as ``every-second``), ``internal.purge_all_users`` is
+a task no router lists.
+
+Under /api a router that lets clients enqueue the films tasks with every option; under /secure
+one as the router's docs advise: an ``X-User`` header required (the host's "authentication"),
+only ``films.add``, the user recorded in each job's kwargs and each user seeing only their jobs,
+no /worker/status.
 """
 
 from __future__ import annotations
@@ -13,10 +19,10 @@ import os
 import time
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
 
 import cinejobs
-from cinejobs.contrib.fastapi import jobs_router, lifespan
+from cinejobs.contrib.fastapi import CLIENT_OPTIONS, jobs_router, lifespan
 
 jobs = cinejobs.App(os.environ["CINEJOBS_BROKER"])
 
@@ -33,8 +39,13 @@ def enrich(title: str, steps: int, gate_dir: str) -> dict[str, object]:
 
 
 @jobs.task(name="films.add", queue="web")
-def add(a: int, b: int) -> int:
+def add(a: int, b: int, user: str | None = None) -> int:
     return a + b
+
+
+@jobs.task(name="internal.purge_all_users", queue="web")
+def purge_all_users() -> str:
+    return "everyone is gone"
 
 
 @jobs.task(name="films.slow", queue="web")
@@ -63,4 +74,28 @@ api = FastAPI(
         heartbeat=0.2,
     )
 )
-api.include_router(jobs_router(jobs), prefix="/api")
+films = [t for t in jobs.tasks.values() if t.name.startswith("films.")]
+api.include_router(jobs_router(jobs, tasks=films, client_options=CLIENT_OPTIONS), prefix="/api")
+
+
+def current_user(x_user: str | None = Header(default=None)) -> str:
+    if not x_user:
+        raise HTTPException(401, "log in first")
+    return x_user
+
+
+def user_of(request: Request) -> str:
+    return str(request.headers["x-user"])
+
+
+api.include_router(
+    jobs_router(
+        jobs,
+        tasks=[add],
+        dependencies=[Depends(current_user)],
+        server_kwargs=lambda request: {"user": user_of(request)},
+        job_filter=lambda request, job: job["kwargs"].get("user") == user_of(request),
+        worker_status=False,
+    ),
+    prefix="/secure",
+)
