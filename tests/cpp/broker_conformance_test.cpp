@@ -444,6 +444,32 @@ TEST_P(BrokerConformance, ReserveTakesOnlyFromTheNamedQueues) {
 // ---------------------------------------------------------------------------------------------
 // Ack, fail, release, extend, progress
 
+TEST_P(BrokerConformance, ReserveFailsAnUndecodableJobAloneAndReturnsTheRestOfTheBatch) {
+  const std::string first = enqueue(make_job("good.first"));
+  const std::string poisoned = enqueue(make_job("poisoned"));
+  const std::string last = enqueue(make_job("good.last"));
+  store_->corrupt_job(poisoned);
+
+  std::vector<Job> batch;
+  ASSERT_NO_THROW(batch = reserve({"default"}, 10)) << "one damaged job must not fail the batch";
+  EXPECT_EQ(ids_of(batch), (std::set<std::string>{first, last}));
+  for (const Job& job : batch) EXPECT_EQ(ack_one(job), 1u);
+
+  const Job failed = get_job(*broker_, poisoned);
+  EXPECT_EQ(failed.state, JobState::kFailed);
+  ASSERT_TRUE(failed.error.has_value());
+  EXPECT_EQ(failed.error->type, "InvalidPayload");
+  EXPECT_NE(failed.error->message.find(poisoned), std::string::npos) << failed.error->message;
+  EXPECT_NE(failed.error->message.find("field '"), std::string::npos) << failed.error->message;
+  EXPECT_GT(failed.finished_at, 0);
+  EXPECT_EQ(get_job(*broker_, first).state, JobState::kSucceeded);
+  EXPECT_EQ(get_job(*broker_, last).state, JobState::kSucceeded);
+  EXPECT_TRUE(reserve({"default"}, 10).empty()) << "the failed job is never delivered again";
+  // Reading jobs still works with the damaged one among them.
+  EXPECT_EQ(list_all().size(), 3u);
+  EXPECT_EQ(count_in(*broker_, JobState::kFailed), 1);
+}
+
 TEST_P(BrokerConformance, AckStoresResultFinishedAtAndSucceeded) {
   const std::string id = enqueue(make_job());
   const Job running = reserve_one();

@@ -7,6 +7,8 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <span>
+#include <tuple>
 #include <unordered_map>
 
 #include "brokers/sqlite/sqlite_handle.hpp"
@@ -214,8 +216,6 @@ class SqliteBroker final : public Broker {
     std::vector<std::pair<std::int64_t, Job>> rows;
     while (stmt.step()) rows.emplace_back(stmt.column_int(kSeqColumn), read_job(stmt, now));
     stmt.reset();
-    tx.commit();
-    if (!rows.empty()) notifier_->notify_update();
     // RETURNING gives no order; hand jobs out in the order they were chosen.
     std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
       if (a.second.priority != b.second.priority) return a.second.priority > b.second.priority;
@@ -224,6 +224,10 @@ class SqliteBroker final : public Broker {
     });
     jobs.reserve(rows.size());
     for (auto& row : rows) jobs.push_back(std::move(row.second));
+    // A job that cannot be decoded fails alone, in this same transaction; the others run.
+    fail_locked(take_undecodable(jobs), now);
+    tx.commit();
+    if (!rows.empty()) notifier_->notify_update();
     return jobs;
   }
 
@@ -254,25 +258,7 @@ class SqliteBroker final : public Broker {
     {
       std::lock_guard lock(mutex_);
       ImmediateTransaction tx(db_);
-      const EpochMs now = now_ms();
-      for (const Fail& f : fails) {
-        StatementScope scope(*fail_);
-        const bool retry = f.retry_at.has_value();
-        const JobState final_state =
-            f.final_state == JobState::kCancelled ? JobState::kCancelled : JobState::kFailed;
-        fail_->bind(1, std::string_view(f.lease.id))
-            .bind(2, static_cast<std::int64_t>(f.lease.lease_token))
-            .bind(3, retry ? code(JobState::kScheduled) : code(final_state))
-            .bind(4, retry ? *f.retry_at : std::int64_t{0})
-            .bind(5, now)
-            .bind(6, std::string_view(f.error.type))
-            .bind(7, std::string_view(f.error.message))
-            .bind(8, std::string_view(f.error.traceback));
-        fail_->step();
-        const auto changed = static_cast<std::size_t>(db_.changes());
-        applied += changed;
-        requeued = requeued || (retry && changed > 0);
-      }
+      std::tie(applied, requeued) = fail_locked(fails, now_ms());
       tx.commit();
     }
     if (requeued) notifier_->notify();
@@ -634,6 +620,32 @@ class SqliteBroker final : public Broker {
       if (live_by_key_->step()) return EnqueueResult{live_by_key_->column_text(0), false};
     }
     throw InvalidPayload("job id " + result.id + " already exists");
+  }
+
+  // fail_locked records failed deliveries inside the caller's transaction; returns how many
+  // applied and whether any was queued again.
+  std::pair<std::size_t, bool> fail_locked(std::span<const Fail> fails, EpochMs now) {
+    std::size_t applied = 0;
+    bool requeued = false;
+    for (const Fail& f : fails) {
+      StatementScope scope(*fail_);
+      const bool retry = f.retry_at.has_value();
+      const JobState final_state =
+          f.final_state == JobState::kCancelled ? JobState::kCancelled : JobState::kFailed;
+      fail_->bind(1, std::string_view(f.lease.id))
+          .bind(2, static_cast<std::int64_t>(f.lease.lease_token))
+          .bind(3, retry ? code(JobState::kScheduled) : code(final_state))
+          .bind(4, retry ? *f.retry_at : std::int64_t{0})
+          .bind(5, now)
+          .bind(6, std::string_view(f.error.type))
+          .bind(7, std::string_view(f.error.message))
+          .bind(8, std::string_view(f.error.traceback));
+      fail_->step();
+      const auto changed = static_cast<std::size_t>(db_.changes());
+      applied += changed;
+      requeued = requeued || (retry && changed > 0);
+    }
+    return {applied, requeued};
   }
 
   // The reserve statement for `queue_count` queues. Each queue's due jobs are read in index
