@@ -470,6 +470,37 @@ TEST_P(BrokerConformance, ReserveFailsAnUndecodableJobAloneAndReturnsTheRestOfTh
   EXPECT_EQ(count_in(*broker_, JobState::kFailed), 1);
 }
 
+TEST_P(BrokerConformance, ReserveTakesFromSixHundredQueuesInPriorityOrder) {
+  constexpr int kQueues = 600;
+  std::vector<std::string> queues;
+  std::vector<Job> jobs;
+  for (int i = 0; i < kQueues; ++i) {
+    queues.push_back(cat({"q", std::to_string(i)}));
+    Job job = make_job("many.queues", queues.back());
+    job.priority = i % 7;
+    jobs.push_back(job);
+  }
+  // The highest priority job sits in the last queue named.
+  jobs.back().priority = 100;
+  broker_->enqueue_many(jobs);
+
+  std::vector<Job> first;
+  try {
+    first = reserve(queues, 10);
+  } catch (const std::exception& e) {
+    FAIL() << "reserve of 600 queues threw: " << e.what();
+  }
+  ASSERT_EQ(first.size(), 10u);
+  EXPECT_EQ(first.front().queue, queues.back());
+  for (std::size_t i = 1; i < first.size(); ++i) EXPECT_EQ(first[i].priority, 6);
+  const auto rest = reserve(queues, 1000);
+  EXPECT_EQ(rest.size(), static_cast<std::size_t>(kQueues) - 10);
+  for (std::size_t i = 1; i < rest.size(); ++i) {
+    EXPECT_GE(rest[i - 1].priority, rest[i].priority) << "at " << i;
+  }
+  EXPECT_TRUE(reserve(queues, 10).empty());
+}
+
 TEST_P(BrokerConformance, AckStoresResultFinishedAtAndSucceeded) {
   const std::string id = enqueue(make_job());
   const Job running = reserve_one();

@@ -14,6 +14,7 @@
 #include "brokers/sqlite/sqlite_handle.hpp"
 #include "cinejobs/detail/embedded_sql.hpp"
 #include "cinejobs/errors.hpp"
+#include "cinejobs/json_text.hpp"
 
 namespace cinejobs::detail {
 namespace {
@@ -29,6 +30,9 @@ constexpr std::string_view kJobColumns =
     "error_message, error_traceback, created_at, started_at, finished_at, cancel_requested, "
     "lease_token, seq";
 constexpr int kSeqColumn = 24;
+// Reserve names up to this many queues in one compound SELECT (SQLite allows 500 terms); more
+// go through json_each (reserve_statement_locked).
+constexpr std::size_t kMaxUnionQueues = 256;
 
 Job read_job(const SqliteStatement& s, EpochMs now) {
   Job job;
@@ -198,6 +202,7 @@ class SqliteBroker final : public Broker {
   std::vector<Job> reserve(const ReserveParams& params) override {
     std::vector<Job> jobs;
     if (params.queues.empty() || params.max_jobs == 0) return jobs;
+    std::string queue_list;  // bound without a copy: declared before the statement's scope
     std::lock_guard lock(mutex_);
     ImmediateTransaction tx(db_);
     SqliteStatement& stmt = reserve_statement_locked(params.queues.size());
@@ -211,8 +216,18 @@ class SqliteBroker final : public Broker {
         .bind(3, std::string_view(params.worker_id))
         .bind(4, now)
         .bind(5, static_cast<std::int64_t>(params.max_jobs));
-    int index = 6;
-    for (const auto& queue : params.queues) stmt.bind(index++, std::string_view(queue));
+    if (params.queues.size() > kMaxUnionQueues) {
+      queue_list = "[";
+      for (const auto& queue : params.queues) {
+        if (queue_list.size() > 1) queue_list.push_back(',');
+        append_json_string(queue_list, queue);
+      }
+      queue_list.push_back(']');
+      stmt.bind(6, std::string_view(queue_list));
+    } else {
+      int index = 6;
+      for (const auto& queue : params.queues) stmt.bind(index++, std::string_view(queue));
+    }
     std::vector<std::pair<std::int64_t, Job>> rows;
     while (stmt.step()) rows.emplace_back(stmt.column_int(kSeqColumn), read_job(stmt, now));
     stmt.reset();
@@ -651,8 +666,23 @@ class SqliteBroker final : public Broker {
   // The reserve statement for `queue_count` queues. Each queue's due jobs are read in index
   // order with their own LIMIT and only the union is sorted, so the cost follows the batch
   // size, not the backlog (a plain `queue IN (...)` sorts every due job of those queues).
+  // Past kMaxUnionQueues the union would near SQLite's limit of 500 terms in one compound
+  // SELECT, so the queues travel as one JSON array (?6) and a correlated subquery reads each
+  // queue's due jobs through the same index: one statement for any number of queues.
   SqliteStatement& reserve_statement_locked(std::size_t queue_count) {
+    if (queue_count > kMaxUnionQueues) queue_count = 0;
     auto& slot = reserve_by_queue_count_[queue_count];
+    if (!slot && queue_count == 0) {
+      slot = std::make_unique<SqliteStatement>(
+          db_,
+          "UPDATE jobs SET state = 2, attempt = attempt + 1, lease_token = ?1 + seq, "
+          "lease_until = ?2, worker = ?3, started_at = CASE WHEN started_at = 0 THEN ?4 ELSE "
+          "started_at END WHERE seq IN (SELECT j.seq FROM json_each(?6) AS q JOIN jobs j ON "
+          "j.seq IN (SELECT seq FROM jobs WHERE queue = q.value AND state IN (0, 1) AND run_at "
+          "<= ?4 ORDER BY priority DESC, run_at, seq LIMIT ?5) ORDER BY j.priority DESC, "
+          "j.run_at, j.seq LIMIT ?5) RETURNING " +
+              std::string(kJobColumns));
+    }
     if (!slot) {
       std::string candidates;
       for (std::size_t i = 0; i < queue_count; ++i) {
