@@ -197,7 +197,17 @@ Job read_job(const redisReply& row, std::string_view id, EpochMs now, std::strin
   }
   const auto text = [&](Field f) { return reply_text(row.element[f]); };
   const auto present = [&](Field f) { return row.element[f]->type != REDIS_REPLY_NIL; };
-  const auto integer = [&](Field f) { return parse_int(text(f)); };
+  // An absent field is 0; one that is not a whole integer is 0 too, and named in `problem`.
+  const auto integer = [&](Field f) {
+    const std::string_view digits = text(f);
+    std::int64_t value = 0;
+    const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    if (!digits.empty() && (error != std::errc() || end != digits.data() + digits.size()) &&
+        problem.empty()) {
+      problem = "field '" + std::string(kJobFields[f]) + "' of its hash is not an integer";
+    }
+    return value;
+  };
   // unpacked runs `decode` over packed field f, which on a damaged field leaves the job's part
   // of it unset and records why.
   const auto unpacked = [&](Field f, auto decode) {
