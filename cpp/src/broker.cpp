@@ -46,8 +46,9 @@ void validate_new_job(const Job& job, const BrokerOptions& options) {
 
 std::optional<std::string> stored_job_problem(const Job& job) {
   if (job.task.empty()) return "its task name is empty";
-  // The same checks validate_new_job made at enqueue, without its exceptions' cost when the
-  // document is fine; the literal empty documents need no parser.
+  // The checks validate_new_job made at enqueue, answered as a value: a job stored through a
+  // broker passes them, so only a document damaged in the store fails. The literal empty
+  // documents need no parser.
   try {
     if (job.args != "[]" && json_kind(job.args, "field 'args'") != JsonKind::kArray) {
       return "field 'args' is not a JSON array";
