@@ -5,6 +5,7 @@
 
 #include "cinejobs/errors.hpp"
 #include "cinejobs/json_text.hpp"
+#include "cinejobs/log.hpp"
 
 namespace cinejobs {
 
@@ -41,6 +42,47 @@ void validate_new_job(const Job& job, const BrokerOptions& options) {
       json_kind(job.kwargs, "kwargs of task '" + job.task + "'") != JsonKind::kObject) {
     throw InvalidPayload("kwargs of task '" + job.task + "' must be a JSON object");
   }
+}
+
+std::optional<std::string> stored_job_problem(const Job& job) {
+  if (job.task.empty()) return "its task name is empty";
+  // The checks validate_new_job made at enqueue, answered as a value: a job stored through a
+  // broker passes them, so only a document damaged in the store fails. The literal empty
+  // documents need no parser.
+  try {
+    if (job.args != "[]" && json_kind(job.args, "field 'args'") != JsonKind::kArray) {
+      return "field 'args' is not a JSON array";
+    }
+    if (job.kwargs != "{}" && json_kind(job.kwargs, "field 'kwargs'") != JsonKind::kObject) {
+      return "field 'kwargs' is not a JSON object";
+    }
+  } catch (const InvalidPayload& e) {
+    return std::string(e.what());
+  }
+  return std::nullopt;
+}
+
+JobFailure undecodable_failure(std::string_view id, std::string_view problem) {
+  return JobFailure{"InvalidPayload",
+                    "job " + std::string(id) + " cannot be decoded from the store (" +
+                        std::string(problem) + "); it failed without running",
+                    ""};
+}
+
+Fail undecodable_fail(const Job& job, std::string_view problem) {
+  Fail fail{{job.id, job.lease_token}, undecodable_failure(job.id, problem), std::nullopt};
+  log(LogLevel::kWarning, "broker", fail.error.message);
+  return fail;
+}
+
+std::vector<Fail> take_undecodable(std::vector<Job>& jobs) {
+  std::vector<Fail> fails;
+  std::erase_if(jobs, [&](const Job& job) {
+    const auto problem = stored_job_problem(job);
+    if (problem) fails.push_back(undecodable_fail(job, *problem));
+    return problem.has_value();
+  });
+  return fails;
 }
 
 }  // namespace cinejobs

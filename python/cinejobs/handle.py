@@ -15,14 +15,23 @@ STATES = ("scheduled", "queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 
 
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def decode_job(raw: dict[str, Any]) -> dict[str, Any]:
     """Turn the extension's job dict into the public one: args, kwargs and result parsed from
-    their JSON text (everything else as stored; times are epoch milliseconds)."""
+    their JSON text (everything else as stored; times are epoch milliseconds). A field whose
+    stored text is not JSON (a damaged job, failed with InvalidPayload) is kept as that text, so
+    one damaged job can still be read and listed."""
     job = dict(raw)
-    job["args"] = json.loads(raw["args"])
-    job["kwargs"] = json.loads(raw["kwargs"])
+    job["args"] = _json_or_text(raw["args"])
+    job["kwargs"] = _json_or_text(raw["kwargs"])
     result = raw.get("result")
-    job["result"] = None if result is None else json.loads(result)
+    job["result"] = None if result is None else _json_or_text(result)
     return job
 
 

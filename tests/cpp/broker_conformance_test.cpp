@@ -444,6 +444,63 @@ TEST_P(BrokerConformance, ReserveTakesOnlyFromTheNamedQueues) {
 // ---------------------------------------------------------------------------------------------
 // Ack, fail, release, extend, progress
 
+TEST_P(BrokerConformance, ReserveFailsAnUndecodableJobAloneAndReturnsTheRestOfTheBatch) {
+  const std::string first = enqueue(make_job("good.first"));
+  const std::string poisoned = enqueue(make_job("poisoned"));
+  const std::string last = enqueue(make_job("good.last"));
+  store_->corrupt_job(poisoned);
+
+  std::vector<Job> batch;
+  ASSERT_NO_THROW(batch = reserve({"default"}, 10)) << "one damaged job must not fail the batch";
+  EXPECT_EQ(ids_of(batch), (std::set<std::string>{first, last}));
+  for (const Job& job : batch) EXPECT_EQ(ack_one(job), 1u);
+
+  const Job failed = get_job(*broker_, poisoned);
+  EXPECT_EQ(failed.state, JobState::kFailed);
+  ASSERT_TRUE(failed.error.has_value());
+  EXPECT_EQ(failed.error->type, "InvalidPayload");
+  EXPECT_NE(failed.error->message.find(poisoned), std::string::npos) << failed.error->message;
+  EXPECT_NE(failed.error->message.find("field '"), std::string::npos) << failed.error->message;
+  EXPECT_GT(failed.finished_at, 0);
+  EXPECT_EQ(get_job(*broker_, first).state, JobState::kSucceeded);
+  EXPECT_EQ(get_job(*broker_, last).state, JobState::kSucceeded);
+  EXPECT_TRUE(reserve({"default"}, 10).empty()) << "the failed job is never delivered again";
+  // Reading jobs still works with the damaged one among them.
+  EXPECT_EQ(list_all().size(), 3u);
+  EXPECT_EQ(count_in(*broker_, JobState::kFailed), 1);
+}
+
+TEST_P(BrokerConformance, ReserveTakesFromSixHundredQueuesInPriorityOrder) {
+  constexpr int kQueues = 600;
+  std::vector<std::string> queues;
+  std::vector<Job> jobs;
+  for (int i = 0; i < kQueues; ++i) {
+    queues.push_back(cat({"q", std::to_string(i)}));
+    Job job = make_job("many.queues", queues.back());
+    job.priority = i % 7;
+    jobs.push_back(job);
+  }
+  // The highest priority job sits in the last queue named.
+  jobs.back().priority = 100;
+  broker_->enqueue_many(jobs);
+
+  std::vector<Job> first;
+  try {
+    first = reserve(queues, 10);
+  } catch (const std::exception& e) {
+    FAIL() << "reserve of 600 queues threw: " << e.what();
+  }
+  ASSERT_EQ(first.size(), 10u);
+  EXPECT_EQ(first.front().queue, queues.back());
+  for (std::size_t i = 1; i < first.size(); ++i) EXPECT_EQ(first[i].priority, 6);
+  const auto rest = reserve(queues, 1000);
+  EXPECT_EQ(rest.size(), static_cast<std::size_t>(kQueues) - 10);
+  for (std::size_t i = 1; i < rest.size(); ++i) {
+    EXPECT_GE(rest[i - 1].priority, rest[i].priority) << "at " << i;
+  }
+  EXPECT_TRUE(reserve(queues, 10).empty());
+}
+
 TEST_P(BrokerConformance, AckStoresResultFinishedAtAndSucceeded) {
   const std::string id = enqueue(make_job());
   const Job running = reserve_one();

@@ -5,6 +5,8 @@
 // further ones stand for other workers or processes sharing the store.
 #pragma once
 
+#include <sqlite3.h>
+
 #include <functional>
 #include <memory>
 #include <ostream>
@@ -27,6 +29,10 @@ class BrokerStore {
   // must then use only the brokers it opened itself).
   virtual std::shared_ptr<Broker> open(const BrokerOptions& options) = 0;
   std::shared_ptr<Broker> open() { return open(BrokerOptions{}); }
+  // corrupt_job damages the stored document of job `id` behind the broker's back, as a hand
+  // edit or a damaged store would, through the store's own raw access: a Redis hash field whose
+  // packing is broken, a SQL row whose args are not JSON.
+  virtual void corrupt_job(const std::string& id) = 0;
 };
 
 struct BrokerFactory {
@@ -47,6 +53,19 @@ class SqliteStore final : public BrokerStore {
   }
   using BrokerStore::open;
   std::string url() const { return sqlite_url(dir_.path()); }
+  void corrupt_job(const std::string& id) override {
+    sqlite3* db = nullptr;
+    const std::string path = dir_.path() + "/jobs.db";
+    std::unique_ptr<sqlite3, decltype(&sqlite3_close)> owner(
+        sqlite3_open(path.c_str(), &db) == SQLITE_OK ? db : nullptr, &sqlite3_close);
+    if (!owner) throw std::runtime_error("cannot open " + path);
+    sqlite3_busy_timeout(db, 5000);
+    const std::string sql = "UPDATE jobs SET args = '[1, 2' WHERE id = '" + id + "'";
+    if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK ||
+        sqlite3_changes(db) != 1) {
+      throw std::runtime_error("cannot corrupt job " + id + ": " + sqlite3_errmsg(db));
+    }
+  }
 
  private:
   TempDir dir_;
@@ -76,6 +95,9 @@ class PostgresStore final : public BrokerStore {
   using BrokerStore::open;
   std::string url() const { return server_.url() + "?schema=" + schema_; }
   const std::string& schema() const noexcept { return schema_; }
+  void corrupt_job(const std::string& id) override {
+    server_.sql("UPDATE \"" + schema_ + "\".jobs SET args = '[1, 2' WHERE id = '" + id + "'");
+  }
 
  private:
   PostgresServer& server_;
@@ -98,6 +120,10 @@ class RedisStore final : public BrokerStore {
   using BrokerStore::open;
   std::string url() const { return server_.url(prefix_); }
   const std::string& prefix() const noexcept { return prefix_; }
+  // The packed field d claims 9999 bytes of task name that are not there.
+  void corrupt_job(const std::string& id) override {
+    server_.call({"HSET", prefix_ + "job:" + id, "d", "9999:truncated"});
+  }
 
  private:
   RedisServer& server_;

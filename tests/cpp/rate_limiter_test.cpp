@@ -233,6 +233,21 @@ TEST_P(RateLimitStores, KeysAndNamesHaveSeparateBuckets) {
   EXPECT_FALSE(a.try_acquire(1, "user-1").allowed);
 }
 
+TEST_P(RateLimitStores, NamesAndKeysThatJoinToTheSameTextHaveSeparateBuckets) {
+  // Joined with ':' these three are all "task:a:b"; each must still have its own bucket.
+  RateLimiter name_and_key = limiter("task:a", "1/m", 1);
+  RateLimiter name_only = limiter("task:a:b", "1/m", 1);
+  RateLimiter shorter_name = limiter("task", "1/m", 1);
+  EXPECT_TRUE(name_and_key.try_acquire(1, "b").allowed);
+  EXPECT_TRUE(name_only.try_acquire().allowed) << "task:a:b shares task:a + b's bucket";
+  EXPECT_FALSE(name_only.try_acquire(1, "").allowed);
+  EXPECT_TRUE(shorter_name.try_acquire(1, "a:b").allowed) << "task + a:b shares a bucket";
+  EXPECT_FALSE(name_and_key.try_acquire(1, "b").allowed);
+  EXPECT_FALSE(shorter_name.try_acquire(1, "a:b").allowed);
+  // The name alone and the name with a key are two buckets too.
+  EXPECT_TRUE(name_and_key.try_acquire().allowed);
+}
+
 TEST_P(RateLimitStores, IndependentConnectionsShareOneLimit) {
   if (GetParam().name == "local") GTEST_SKIP() << "a local store is one process's memory";
   RateLimiter here = limiter("shared", "1/m", 2);

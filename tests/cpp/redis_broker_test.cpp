@@ -268,6 +268,29 @@ TEST_F(RedisTest, ReservedJobsReadTheSameAsGet) {
       << "fractions round-trip exactly";
 }
 
+TEST_F(RedisTest, ADelayedJobWithADamagedPriorityFailsAloneWhenItComesDue) {
+  const std::string prefix = random_prefix();
+  auto broker = open_broker(shared_url(prefix));
+  Job delayed = make_job("t", "q");
+  delayed.run_at = now_ms() + 50;
+  const std::string damaged = broker->enqueue(delayed).id;
+  const std::string good = broker->enqueue(make_job("t", "q")).id;
+  // reserve.lua ranks a due delayed job by its priority when it promotes it to the queue.
+  RedisServer::shared().call({"HSET", prefix + "job:" + damaged, "priority", "high"});
+  wait_for_clock(delayed.run_at + 1);
+
+  std::vector<Job> jobs;
+  ASSERT_NO_THROW(jobs = reserve(*broker, "q", 10));
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0].id, good);
+  const Job failed = get_job(*broker, damaged);
+  EXPECT_EQ(failed.state, JobState::kFailed);
+  ASSERT_TRUE(failed.error.has_value());
+  EXPECT_EQ(failed.error->type, "InvalidPayload");
+  EXPECT_NE(failed.error->message.find(damaged), std::string::npos);
+  EXPECT_NE(failed.error->message.find("'priority'"), std::string::npos) << failed.error->message;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Scripts and restarts
 

@@ -156,7 +156,10 @@ class Broker {
 
   // reserve moves up to max_jobs due jobs from the given queues to running, highest priority
   // first, then earliest run_at, then oldest; attempt is incremented and a fresh lease token
-  // set. Jobs whose cancel was requested are never returned.
+  // set. Jobs whose cancel was requested are never returned. A leased job whose stored document
+  // cannot be decoded (a damaged field, args that are not a JSON array: stored_job_problem) is
+  // not returned either: it ends failed with undecodable_failure, alone, and the rest of the
+  // batch is returned as usual. Any number of queues may be named.
   virtual std::vector<Job> reserve(const ReserveParams& params) = 0;
 
   // ack, fail and release apply to the deliveries that still own their job and return how many
@@ -227,6 +230,24 @@ class Broker {
 // args that are not a JSON array, kwargs not a JSON object, max_attempts below 1, a payload
 // over the limit. Throws InvalidPayload naming the field.
 void validate_new_job(const Job& job, const BrokerOptions& options);
+
+// stored_job_problem says why a job read back from a store cannot be run: args that are not a
+// JSON array or kwargs not a JSON object (a row or hash edited by hand, or damaged), or an empty
+// task name. Returns nullopt for a job that can run. Never throws.
+std::optional<std::string> stored_job_problem(const Job& job);
+
+// undecodable_failure is the error a job that cannot be decoded ends failed with: type
+// "InvalidPayload" and a message naming the job and what was wrong with it.
+JobFailure undecodable_failure(std::string_view id, std::string_view problem);
+
+// undecodable_fail is the final failure of leased job `job`, which cannot be decoded for
+// `problem` (undecodable_failure); it logs a warning naming the job.
+Fail undecodable_fail(const Job& job, std::string_view problem);
+
+// take_undecodable removes from `jobs` (just leased by reserve) each job stored_job_problem
+// finds unfit to run and returns their undecodable_fail, for the broker to record in reserve's
+// transaction where it has one.
+std::vector<Fail> take_undecodable(std::vector<Job>& jobs);
 
 // open_broker parses a broker URL and opens it: sqlite:///relative.db, sqlite:////absolute.db
 // (query parameters synchronous, busy_timeout_ms), redis://[[user]:password@]host[:port][/db] and

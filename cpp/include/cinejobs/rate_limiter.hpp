@@ -135,6 +135,8 @@ class RateLimiter {
   const RateLimitStore& store() const noexcept { return *store_; }
 
  private:
+  // store_key is the one place a limiter key is composed from the name and `key`, the same on
+  // every store: <length of name>:<name>, then :<key> when `key` is not empty.
   std::string store_key(std::string_view key) const;
 
   std::shared_ptr<RateLimitStore> store_;

@@ -1,7 +1,7 @@
 -- rate_limit.lua: one GCRA step, or a pause, on one limiter key, timed by the Redis server's
 -- clock so that every machine sharing the limit agrees on "now". The same maths as gcra_step and
 -- gcra_pause_tat in gcra.cpp.
--- ARGV: key (<prefix>rl:<limiter name>[:<key>]), op ('step' or 'pause'), interval_us,
+-- ARGV: key (<prefix>rl:<name length>:<limiter name>[:<key>]), op ('step' or 'pause'), interval_us,
 --   capacity_us, then n (step) or the pause's offset: how far past now the TAT must be
 --   (pause, gcra_pause_tat(0, 0, ...)).
 -- Keys: the one named by ARGV[1], holding the key's TAT in epoch microseconds. It expires when

@@ -55,10 +55,13 @@ RateLimiter::RateLimiter(std::shared_ptr<RateLimitStore> store, std::string name
 }
 
 std::string RateLimiter::store_key(std::string_view key) const {
-  if (key.empty()) return name_;
-  std::string out;
-  out.reserve(name_.size() + 1 + key.size());
-  out.append(name_).append(":").append(key);
+  // <length of name>:<name>[:<key>]. The length says where the name ends, so no name and key
+  // share a bucket with another pair that joins to the same text ("task:a" with key "b" and
+  // "task:a:b" without one).
+  std::string out = std::to_string(name_.size());
+  out.reserve(out.size() + name_.size() + 2 + key.size());
+  out.append(":").append(name_);
+  if (!key.empty()) out.append(":").append(key);
   return out;
 }
 

@@ -1,5 +1,6 @@
 // Rate limits in the Redis broker's database: one key per limiter key under the broker's prefix
-// (<prefix>rl:<name>), each step one call of rate_limit.lua on the server's clock.
+// (<prefix>rl:<RateLimiter::store_key>), each step one call of rate_limit.lua on the server's
+// clock.
 #include "brokers/redis/redis_broker.hpp"
 #include "brokers/redis/redis_connection.hpp"
 #include "cinejobs/detail/embedded_sql.hpp"

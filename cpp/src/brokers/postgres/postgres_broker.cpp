@@ -17,6 +17,7 @@
 #include "brokers/postgres/pg_connection.hpp"
 #include "cinejobs/detail/embedded_sql.hpp"
 #include "cinejobs/errors.hpp"
+#include "cinejobs/log.hpp"
 #include "cinejobs/migrate.hpp"
 #include "cinejobs/postgres.hpp"
 
@@ -583,6 +584,18 @@ class PostgresBroker final : public Broker {
     });
     jobs.reserve(rows.size());
     for (auto& row : rows) jobs.push_back(std::move(row.second));
+    // A job that cannot be decoded fails alone and the others run. Failing it is a second
+    // statement (reserve stays one round trip while every job is sound); its lease keeps it ours
+    // in between, and should that fail too, it is leased and failed again after its lease.
+    const std::vector<Fail> undecodable = take_undecodable(jobs);
+    if (!undecodable.empty()) {
+      try {
+        fail(undecodable);
+      } catch (const Error& e) {
+        log(LogLevel::kWarning, "broker",
+            std::string("could not fail undecodable jobs: ") + e.what());
+      }
+    }
     return jobs;
   }
 

@@ -48,10 +48,11 @@ local function int(n) return string.format('%d', n) end
 local function num(text) return tonumber(text) or 0 end  -- absent fields are 0
 
 -- rank: the 42-character sort prefix of a queued job's member; the id follows. run_at is
--- clamped to 16 digits (past year 318,000).
+-- clamped to 16 digits (past year 318,000). A damaged field ranks as 0 rather than failing the
+-- script, so one damaged job cannot stop a whole queue: the broker fails it when it is reserved.
 local function rank(priority, run_at, seq)
-  return string.format('%010d%016d%016d', 2147483647 - tonumber(priority),
-    math.max(0, math.min(tonumber(run_at), 9999999999999999)), tonumber(seq))
+  return string.format('%010d%016d%016d', 2147483647 - num(priority),
+    math.max(0, math.min(num(run_at), 9999999999999999)), num(seq))
 end
 local RANK_WIDTH = 42
 local function member_id(member) return string.sub(member, RANK_WIDTH + 1) end

@@ -15,6 +15,7 @@
 #include "brokers/redis/redis_events.hpp"
 #include "cinejobs/detail/embedded_sql.hpp"
 #include "cinejobs/errors.hpp"
+#include "cinejobs/log.hpp"
 
 namespace cinejobs::detail {
 namespace {
@@ -187,22 +188,50 @@ void expect_array(const redisReply& reply, std::string_view what) {
 }
 
 // read_job decodes the JOB_FIELDS values in `row` (its first kFieldCount elements) of job `id`.
-Job read_job(const redisReply& row, std::string_view id, EpochMs now) {
+// A packed field that cannot be decoded is left empty and named in `problem` (the first one),
+// so one damaged hash neither hides the job from get and list nor fails a whole reserve.
+Job read_job(const redisReply& row, std::string_view id, EpochMs now, std::string& problem) {
   if (row.type != REDIS_REPLY_ARRAY || row.elements < kFieldCount) {
     throw Error("unexpected job row from Redis (type " + std::to_string(row.type) + ", " +
                 std::to_string(row.elements) + " fields)");
   }
   const auto text = [&](Field f) { return reply_text(row.element[f]); };
   const auto present = [&](Field f) { return row.element[f]->type != REDIS_REPLY_NIL; };
-  const auto integer = [&](Field f) { return parse_int(text(f)); };
+  // An absent field is 0; one that is not a whole integer is 0 too, and named in `problem`.
+  const auto integer = [&](Field f) {
+    const std::string_view digits = text(f);
+    std::int64_t value = 0;
+    const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    if (!digits.empty() && (error != std::errc() || end != digits.data() + digits.size()) &&
+        problem.empty()) {
+      problem = "field '" + std::string(kJobFields[f]) + "' of its hash is not an integer";
+    }
+    return value;
+  };
+  // unpacked runs `decode` over packed field f, which on a damaged field leaves the job's part
+  // of it unset and records why.
+  const auto unpacked = [&](Field f, auto decode) {
+    try {
+      decode(Unpacker(text(f)));
+    } catch (const Error& e) {
+      if (problem.empty()) {
+        problem = "field '" + std::string(kJobFields[f]) + "' of its hash: " + e.what();
+      }
+    }
+  };
   Job job;
   job.id = std::string(id);
-  Unpacker data(text(kData));
-  job.task = std::string(data.next());
-  job.args = std::string(data.next());
-  job.kwargs = std::string(data.next());
-  job.timeout_ms = parse_int(data.next());
-  job.created_at = parse_int(data.next());
+  unpacked(kData, [&](Unpacker data) {
+    std::string task(data.next());
+    std::string args(data.next());
+    std::string kwargs(data.next());
+    const std::int64_t timeout_ms = parse_int(data.next());
+    job.created_at = parse_int(data.next());
+    job.task = std::move(task);
+    job.args = std::move(args);
+    job.kwargs = std::move(kwargs);
+    job.timeout_ms = timeout_ms;
+  });
   job.queue = std::string(text(kQueue));
   job.priority = static_cast<int>(integer(kPriority));
   job.run_at = integer(kRunAt);
@@ -213,17 +242,19 @@ Job read_job(const redisReply& row, std::string_view id, EpochMs now) {
   // A scheduled job whose time has come is queued; it is stored as scheduled until reserved.
   if (job.state == JobState::kScheduled && job.run_at <= now) job.state = JobState::kQueued;
   if (present(kProgress)) {
-    Unpacker progress(text(kProgress));
-    const std::string_view fraction = progress.next();
-    double value = 0.0;
-    std::from_chars(fraction.data(), fraction.data() + fraction.size(), value);
-    job.progress = Progress{value, std::string(progress.next()), std::string(progress.next())};
+    unpacked(kProgress, [&](Unpacker progress) {
+      const std::string_view fraction = progress.next();
+      double value = 0.0;
+      std::from_chars(fraction.data(), fraction.data() + fraction.size(), value);
+      job.progress = Progress{value, std::string(progress.next()), std::string(progress.next())};
+    });
   }
   if (present(kResult)) job.result = std::string(text(kResult));
   if (present(kError)) {
-    Unpacker error(text(kError));
-    job.error =
-        JobFailure{std::string(error.next()), std::string(error.next()), std::string(error.next())};
+    unpacked(kError, [&](Unpacker error) {
+      job.error = JobFailure{std::string(error.next()), std::string(error.next()),
+                             std::string(error.next())};
+    });
   }
   job.started_at = integer(kStartedAt);
   job.finished_at = integer(kFinishedAt);
@@ -234,12 +265,12 @@ Job read_job(const redisReply& row, std::string_view id, EpochMs now) {
 }
 
 // read_row decodes a script's row: the JOB_FIELDS values, then the id.
-Job read_row(const redisReply& row, EpochMs now) {
+Job read_row(const redisReply& row, EpochMs now, std::string& problem) {
   if (row.type != REDIS_REPLY_ARRAY || row.elements != kFieldCount + 1) {
     throw Error("unexpected job row from a cinejobs script (" + std::to_string(row.elements) +
                 " values)");
   }
-  return read_job(row, reply_text(row.element[kFieldCount]), now);
+  return read_job(row, reply_text(row.element[kFieldCount]), now, problem);
 }
 
 std::string_view final_state_name(JobState state) {
@@ -393,8 +424,10 @@ class RedisBroker final : public Broker {
     if (params.queues.empty() || params.max_jobs == 0) return jobs;
     RedisScript& script = scripts_[index(Script::kReserve)];
     auto conn = pool_.lease();
-    while (jobs.size() < params.max_jobs) {
-      const std::size_t want = std::min(params.max_jobs - jobs.size(), kReserveChunk);
+    std::vector<Fail> undecodable;
+    std::size_t leased = 0;
+    while (leased < params.max_jobs) {
+      const std::size_t want = std::min(params.max_jobs - leased, kReserveChunk);
       const EpochMs now = now_ms();
       RedisArgs args = script_args(script);
       args.reserve(10 + params.queues.size() + want);
@@ -412,10 +445,29 @@ class RedisBroker final : public Broker {
       }
       const RedisReply reply = conn->eval(script, args);
       expect_array(*reply, script.name);
+      leased += reply->elements;
       for (std::size_t i = 0; i < reply->elements; ++i) {
-        jobs.push_back(read_row(*reply->element[i], now));
+        std::string problem;
+        Job job = read_row(*reply->element[i], now, problem);
+        if (problem.empty()) {
+          jobs.push_back(std::move(job));
+        } else {
+          undecodable.push_back(undecodable_fail(job, problem));
+        }
       }
       if (reply->elements < want) break;
+    }
+    // A job that cannot be decoded fails alone and the others run. fail.lua is a second script
+    // (reserve.lua does not parse what only C++ reads); the lease keeps the job ours in between,
+    // and should that call fail too, the job is leased and failed again after its lease.
+    for (Fail& f : take_undecodable(jobs)) undecodable.push_back(std::move(f));
+    if (!undecodable.empty()) {
+      try {
+        fail(undecodable);
+      } catch (const Error& e) {
+        log(LogLevel::kWarning, "broker",
+            std::string("could not fail undecodable jobs: ") + e.what());
+      }
     }
     return jobs;
   }
@@ -517,7 +569,8 @@ class RedisBroker final : public Broker {
     if (reply->elements != kFieldCount || reply->element[kState]->type == REDIS_REPLY_NIL) {
       return std::nullopt;
     }
-    return read_job(*reply, id, now);
+    std::string problem;  // a damaged field is left empty; the job is still shown
+    return read_job(*reply, id, now, problem);
   }
 
   std::vector<Job> list(const ListParams& params) override {
@@ -546,7 +599,8 @@ class RedisBroker final : public Broker {
       if (reply->elements < 2) throw Error("unexpected reply from list.lua");
       skip -= reply_int(reply->element[1]);
       for (std::size_t i = 2; i < reply->elements; ++i) {
-        jobs.push_back(read_row(*reply->element[i], now));
+        std::string problem;  // a damaged field is left empty; the job is still listed
+        jobs.push_back(read_row(*reply->element[i], now, problem));
         --want;
       }
       cursor = std::string(reply_text(reply->element[0]));

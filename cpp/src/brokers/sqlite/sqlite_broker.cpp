@@ -7,11 +7,14 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <span>
+#include <tuple>
 #include <unordered_map>
 
 #include "brokers/sqlite/sqlite_handle.hpp"
 #include "cinejobs/detail/embedded_sql.hpp"
 #include "cinejobs/errors.hpp"
+#include "cinejobs/json_text.hpp"
 
 namespace cinejobs::detail {
 namespace {
@@ -27,6 +30,9 @@ constexpr std::string_view kJobColumns =
     "error_message, error_traceback, created_at, started_at, finished_at, cancel_requested, "
     "lease_token, seq";
 constexpr int kSeqColumn = 24;
+// Reserve names up to this many queues in one compound SELECT (SQLite allows 500 terms); more
+// go through json_each (reserve_statement_locked).
+constexpr std::size_t kMaxUnionQueues = 256;
 
 Job read_job(const SqliteStatement& s, EpochMs now) {
   Job job;
@@ -196,6 +202,7 @@ class SqliteBroker final : public Broker {
   std::vector<Job> reserve(const ReserveParams& params) override {
     std::vector<Job> jobs;
     if (params.queues.empty() || params.max_jobs == 0) return jobs;
+    std::string queue_list;  // bound without a copy: declared before the statement's scope
     std::lock_guard lock(mutex_);
     ImmediateTransaction tx(db_);
     SqliteStatement& stmt = reserve_statement_locked(params.queues.size());
@@ -209,13 +216,21 @@ class SqliteBroker final : public Broker {
         .bind(3, std::string_view(params.worker_id))
         .bind(4, now)
         .bind(5, static_cast<std::int64_t>(params.max_jobs));
-    int index = 6;
-    for (const auto& queue : params.queues) stmt.bind(index++, std::string_view(queue));
+    if (params.queues.size() > kMaxUnionQueues) {
+      queue_list = "[";
+      for (const auto& queue : params.queues) {
+        if (queue_list.size() > 1) queue_list.push_back(',');
+        append_json_string(queue_list, queue);
+      }
+      queue_list.push_back(']');
+      stmt.bind(6, std::string_view(queue_list));
+    } else {
+      int index = 6;
+      for (const auto& queue : params.queues) stmt.bind(index++, std::string_view(queue));
+    }
     std::vector<std::pair<std::int64_t, Job>> rows;
     while (stmt.step()) rows.emplace_back(stmt.column_int(kSeqColumn), read_job(stmt, now));
     stmt.reset();
-    tx.commit();
-    if (!rows.empty()) notifier_->notify_update();
     // RETURNING gives no order; hand jobs out in the order they were chosen.
     std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
       if (a.second.priority != b.second.priority) return a.second.priority > b.second.priority;
@@ -224,6 +239,10 @@ class SqliteBroker final : public Broker {
     });
     jobs.reserve(rows.size());
     for (auto& row : rows) jobs.push_back(std::move(row.second));
+    // A job that cannot be decoded fails alone, in this same transaction; the others run.
+    fail_locked(take_undecodable(jobs), now);
+    tx.commit();
+    if (!rows.empty()) notifier_->notify_update();
     return jobs;
   }
 
@@ -254,25 +273,7 @@ class SqliteBroker final : public Broker {
     {
       std::lock_guard lock(mutex_);
       ImmediateTransaction tx(db_);
-      const EpochMs now = now_ms();
-      for (const Fail& f : fails) {
-        StatementScope scope(*fail_);
-        const bool retry = f.retry_at.has_value();
-        const JobState final_state =
-            f.final_state == JobState::kCancelled ? JobState::kCancelled : JobState::kFailed;
-        fail_->bind(1, std::string_view(f.lease.id))
-            .bind(2, static_cast<std::int64_t>(f.lease.lease_token))
-            .bind(3, retry ? code(JobState::kScheduled) : code(final_state))
-            .bind(4, retry ? *f.retry_at : std::int64_t{0})
-            .bind(5, now)
-            .bind(6, std::string_view(f.error.type))
-            .bind(7, std::string_view(f.error.message))
-            .bind(8, std::string_view(f.error.traceback));
-        fail_->step();
-        const auto changed = static_cast<std::size_t>(db_.changes());
-        applied += changed;
-        requeued = requeued || (retry && changed > 0);
-      }
+      std::tie(applied, requeued) = fail_locked(fails, now_ms());
       tx.commit();
     }
     if (requeued) notifier_->notify();
@@ -636,11 +637,52 @@ class SqliteBroker final : public Broker {
     throw InvalidPayload("job id " + result.id + " already exists");
   }
 
+  // fail_locked records failed deliveries inside the caller's transaction; returns how many
+  // applied and whether any was queued again.
+  std::pair<std::size_t, bool> fail_locked(std::span<const Fail> fails, EpochMs now) {
+    std::size_t applied = 0;
+    bool requeued = false;
+    for (const Fail& f : fails) {
+      StatementScope scope(*fail_);
+      const bool retry = f.retry_at.has_value();
+      const JobState final_state =
+          f.final_state == JobState::kCancelled ? JobState::kCancelled : JobState::kFailed;
+      fail_->bind(1, std::string_view(f.lease.id))
+          .bind(2, static_cast<std::int64_t>(f.lease.lease_token))
+          .bind(3, retry ? code(JobState::kScheduled) : code(final_state))
+          .bind(4, retry ? *f.retry_at : std::int64_t{0})
+          .bind(5, now)
+          .bind(6, std::string_view(f.error.type))
+          .bind(7, std::string_view(f.error.message))
+          .bind(8, std::string_view(f.error.traceback));
+      fail_->step();
+      const auto changed = static_cast<std::size_t>(db_.changes());
+      applied += changed;
+      requeued = requeued || (retry && changed > 0);
+    }
+    return {applied, requeued};
+  }
+
   // The reserve statement for `queue_count` queues. Each queue's due jobs are read in index
   // order with their own LIMIT and only the union is sorted, so the cost follows the batch
   // size, not the backlog (a plain `queue IN (...)` sorts every due job of those queues).
+  // Past kMaxUnionQueues the union would near SQLite's limit of 500 terms in one compound
+  // SELECT, so the queues travel as one JSON array (?6) and a correlated subquery reads each
+  // queue's due jobs through the same index: one statement for any number of queues.
   SqliteStatement& reserve_statement_locked(std::size_t queue_count) {
+    if (queue_count > kMaxUnionQueues) queue_count = 0;
     auto& slot = reserve_by_queue_count_[queue_count];
+    if (!slot && queue_count == 0) {
+      slot = std::make_unique<SqliteStatement>(
+          db_,
+          "UPDATE jobs SET state = 2, attempt = attempt + 1, lease_token = ?1 + seq, "
+          "lease_until = ?2, worker = ?3, started_at = CASE WHEN started_at = 0 THEN ?4 ELSE "
+          "started_at END WHERE seq IN (SELECT j.seq FROM json_each(?6) AS q JOIN jobs j ON "
+          "j.seq IN (SELECT seq FROM jobs WHERE queue = q.value AND state IN (0, 1) AND run_at "
+          "<= ?4 ORDER BY priority DESC, run_at, seq LIMIT ?5) ORDER BY j.priority DESC, "
+          "j.run_at, j.seq LIMIT ?5) RETURNING " +
+              std::string(kJobColumns));
+    }
     if (!slot) {
       std::string candidates;
       for (std::size_t i = 0; i < queue_count; ++i) {
