@@ -53,6 +53,7 @@ from fastapi import APIRouter, Body, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from .._redact import redact
 from ..app import App
 from ..errors import (
     BrokerUnavailable,
@@ -224,9 +225,9 @@ def jobs_router(
         except UniqueConflict as exc:
             return JSONResponse({"detail": str(exc), "job_id": exc.existing_id}, status_code=409)
         except (TypeError, ConfigError, InvalidPayload) as exc:
-            raise HTTPException(422, str(exc)) from exc
+            raise HTTPException(422, redact(str(exc))) from exc
         except BrokerUnavailable as exc:
-            raise HTTPException(503, str(exc)) from exc
+            raise HTTPException(503, redact(str(exc))) from exc
         state = await anyio.to_thread.run_sync(handle.status)
         return JSONResponse({"job_id": handle.id, "state": state}, status_code=202)
 
@@ -334,7 +335,9 @@ def jobs_router(
         try:
             await anyio.to_thread.run_sync(ping)
         except (BrokerUnavailable, ConfigError) as exc:
-            return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
+            return JSONResponse(
+                {"status": "unavailable", "detail": redact(str(exc))}, status_code=503
+            )
         return JSONResponse({"status": "ok", "broker": app.broker.kind})
 
     return router
