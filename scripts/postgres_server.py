@@ -61,11 +61,14 @@ def _free_port() -> int:
 class PostgresServer:
     """One throwaway cluster; use as a context manager, or start() / stop()."""
 
-    def __init__(self, durable: bool = False) -> None:
+    def __init__(self, durable: bool = False, *, password: str | None = None) -> None:
         """``durable`` keeps PostgreSQL's fsync and full-page writes on, as a production server
         has them (benchmarks); tests turn them off, since a process crash loses nothing
-        without them, only a machine crash would."""
+        without them, only a machine crash would. ``password``: put in the superuser's URLs
+        (the server trusts its loopback logins, so libpq never sends it): the tests that look
+        for secrets in every message use it."""
         self.durable = durable
+        self.password = password
         bindir = find_postgres_bindir()
         if bindir is None:
             raise PostgresServerError(
@@ -85,7 +88,8 @@ class PostgresServer:
         return self.dir / "data"
 
     def url(self, database: str = "postgres", user: str = "postgres") -> str:
-        return f"postgresql://{user}@{HOST}:{self.port}/{database}"
+        auth = f"{user}:{self.password}" if self.password and user == "postgres" else user
+        return f"postgresql://{auth}@{HOST}:{self.port}/{database}"
 
     def _run(self, *argv: str) -> subprocess.CompletedProcess[str]:
         prefix = ["runuser", "-u", "postgres", "--"] if self._as_postgres else []

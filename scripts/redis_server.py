@@ -203,8 +203,10 @@ class RedisServer:
         return url
 
     def unix_url(self, db: int = 0, **query: str | int) -> str:
-        """``unix:///path/redis.sock?db=N`` (and ``query``) for this server."""
-        params = {"db": db, **query}
+        """``unix:///path/redis.sock?db=N[&password=...]`` (and ``query``) for this server."""
+        params: dict[str, str | int] = {"db": db, **query}
+        if self.password:
+            params["password"] = self.password
         return f"unix://{self.socket_path}?" + "&".join(f"{k}={v}" for k, v in params.items())
 
     # ---- life cycle ----

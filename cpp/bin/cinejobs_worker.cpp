@@ -26,6 +26,7 @@
 #include "cinejobs/errors.hpp"
 #include "cinejobs/metrics.hpp"
 #include "cinejobs/metrics_http.hpp"
+#include "cinejobs/redact.hpp"
 #include "cinejobs/tmdb_pipeline.hpp"
 #include "cinejobs/worker.hpp"
 
@@ -237,9 +238,9 @@ int main(int argc, char** argv) {
     }
   }
   worker.start();
-  log_line("pid " + std::to_string(::getpid()) + " started: broker " + broker->url() + ", queues " +
-           join(options.worker.queues) + ", concurrency " +
-           std::to_string(options.worker.concurrency) +
+  log_line("pid " + std::to_string(::getpid()) + " started: broker " +
+           cinejobs::redact_url(broker->url()) + ", queues " + join(options.worker.queues) +
+           ", concurrency " + std::to_string(options.worker.concurrency) +
            "; native tasks: cinejobs.noop, cinejobs.sleep, cinejobs.prune, tmdb.enrich, tmdb.sync");
   if (metrics_server) {
     metrics_server->start();

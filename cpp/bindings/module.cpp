@@ -1,12 +1,17 @@
 #include "bindings.hpp"
 #include "cinejobs/batcher.hpp"
 #include "cinejobs/errors.hpp"
+#include "cinejobs/redact.hpp"
 #include "cinejobs/tmdb_client.hpp"
 
 namespace cinejobs::bindings {
 
 void register_errors(py::module_& m) {
-  (void)m;
+  // The one redaction, so the Python layer masks exactly what the core's messages mask.
+  m.def(
+      "redact_url", [](std::string_view text) { return redact_url(text); }, py::arg("text"),
+      "The text (a URL, a connection string or a message quoting them) with every secret in "
+      "it replaced by ***.");
   // The exception classes live in Python (cinejobs/errors.py) so users can import them without
   // the extension; the translator raises those classes for the C++ ones.
   py::register_exception_translator([](std::exception_ptr p) {

@@ -10,12 +10,13 @@
 #include "brokers/sqlite/sqlite_broker.hpp"
 #include "cinejobs/broker.hpp"
 #include "cinejobs/errors.hpp"
+#include "cinejobs/redact.hpp"
 
 namespace cinejobs {
 namespace {
 
 [[noreturn]] void malformed(std::string_view url, std::string_view why) {
-  throw ConfigError("malformed broker URL '" + std::string(url) + "': " + std::string(why));
+  throw ConfigError("malformed broker URL '" + redact_url(url) + "': " + std::string(why));
 }
 
 std::string percent_decode(std::string_view url, std::string_view text) {
@@ -244,7 +245,7 @@ std::shared_ptr<Broker> open_broker(std::string_view url, BrokerOptions options)
   }
   if (scheme != "sqlite") {
     throw ConfigError("unknown broker URL scheme '" + std::string(scheme) + "' in '" +
-                      std::string(url) +
+                      redact_url(url) +
                       "': supported are sqlite:///path.db, redis://host:port/db, "
                       "unix:///path/redis.sock and postgresql://host/db");
   }

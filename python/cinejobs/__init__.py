@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from . import batch, postgres, tmdb
 from ._core import __version__
+from ._redact import redact
 from .app import App, Task
 from .batch import Batcher
 from .context import CurrentJob, current_job
@@ -74,5 +75,6 @@ __all__ = [
     "batch",
     "current_job",
     "postgres",
+    "redact",
     "tmdb",
 ]

@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import FrameType
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
-from urllib.parse import urlsplit, urlunsplit
 
 from . import _core
+from ._redact import redact
 from .errors import BrokerUnavailable, ConfigError, UniqueConflict, UnknownTask
 from .handle import JobHandle, decode_job
 from .inline import run_inline
@@ -55,15 +55,6 @@ _ENQUEUE_OPTIONS = frozenset(
 
 # The fields of one job as _core.Broker.enqueue and enqueue_many take them.
 _Fields = tuple[str, str, str, str, int, int, int, str | None, int]
-
-
-def _redact(url: str) -> str:
-    """The URL with its password, if any, replaced by ***: fit for a log line."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def default_broker_url() -> str:
@@ -330,7 +321,7 @@ class App:
             _log.warning(
                 "cinejobs: inline_fallback is on for broker %s: when it is unavailable, jobs "
                 "of this app's tasks run inside the caller's process, unstored and unretried",
-                _redact(self._broker_url),
+                redact(self._broker_url),
             )
         self.max_payload_bytes = max_payload_bytes
         self.result_ttl = result_ttl
@@ -377,8 +368,8 @@ class App:
         with self._lock:
             if self._broker is not None and broker_url != self._broker_url:
                 raise ConfigError(
-                    f"the app's broker {self._broker_url} is already open; set the URL before "
-                    "the app is used"
+                    f"the app's broker {redact(self._broker_url)} is already open; set the URL "
+                    "before the app is used"
                 )
             self._broker_url = broker_url
 
@@ -716,7 +707,7 @@ class App:
         _log.error(
             "cinejobs: broker %s unavailable (%s); running job of task %s INLINE in this "
             "process (inline_fallback is on): its outcome is not stored",
-            _redact(self._broker_url),
+            redact(self._broker_url),
             error,
             name,
         )
@@ -1050,7 +1041,7 @@ class App:
         )
 
     def __repr__(self) -> str:
-        return f"<App {self._broker_url} tasks={len(self._tasks)}>"
+        return f"<App {redact(self._broker_url)} tasks={len(self._tasks)}>"
 
 
 def run_until_signalled(

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__, _core
+from ._redact import redact
 from ._status import StatusLine, format_counts
 from .app import (
     BUILTIN_TASKS,
@@ -268,7 +269,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             else f"concurrency {worker.concurrency}"
         )
         status.log(
-            f"cinejobs worker {os.getpid()} started: broker {broker_url}, queues "
+            f"cinejobs worker {os.getpid()} started: broker {redact(broker_url)}, queues "
             f"{','.join(worker.queues)}, {mode}; tasks: {tasks}" + builtins
         )
         if metrics is not None:
@@ -347,7 +348,8 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     try:
         with app.scheduler(**_scheduler_options(args)) as scheduler:
             print(
-                f"cinejobs scheduler {os.getpid()} started: broker {app.broker_url}; schedules: "
+                f"cinejobs scheduler {os.getpid()} started: broker {redact(app.broker_url)}; "
+                f"schedules: "
                 f"{', '.join(scheduler.names)}",
                 flush=True,
             )
@@ -383,7 +385,7 @@ def cmd_schedules(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
         return 0
     if not statuses:
-        print(f"no schedules declared in the app or recorded in {app.broker_url}")
+        print(f"no schedules declared in the app or recorded in {redact(app.broker_url)}")
         return 0
 
     def when(value: _dt.datetime | None) -> str:
@@ -401,7 +403,7 @@ def cmd_schedules(args: argparse.Namespace) -> int:
         ]
         for st in statuses
     ]
-    print(f"schedules in {app.broker_url} (times are local)")
+    print(f"schedules in {redact(app.broker_url)} (times are local)")
     headers = ["NAME", "SPEC", "TZ", "LAST TICK", "NEXT TICK", "LAST JOB", "OUTCOME"]
     print(_table(headers, rows, set()))
     return 0
@@ -417,7 +419,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2, sort_keys=True))
         return 0
     if not counts:
-        print(f"no jobs in {app.broker_url}")
+        print(f"no jobs in {redact(app.broker_url)}")
         return 0
     per_queue: dict[str, dict[str, int]] = {}
     for queue, state, n in counts:
@@ -434,7 +436,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         rows.append(row)
     if len(rows) > 1:
         rows.append(["(all)", *(str(totals[s]) for s in STATES), str(sum(totals.values()))])
-    print(f"jobs in {app.broker_url}")
+    print(f"jobs in {redact(app.broker_url)}")
     print(_table(["QUEUE", *(s.upper() for s in STATES), "TOTAL"], rows, set(range(1, 8))))
     return 0
 
@@ -541,9 +543,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         url = args.broker or load_app(args.app).broker_url
     applied = _core.migrate(url)
     if applied:
-        print(f"applied migration(s) {', '.join(map(str, applied))} to {url}")
+        print(f"applied migration(s) {', '.join(map(str, applied))} to {redact(url)}")
     else:
-        print(f"{url}: schema is up to date")
+        print(f"{redact(url)}: schema is up to date")
     return 0
 
 
@@ -907,7 +909,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except (CliError, CinejobsError) as exc:
         sys.stdout.flush()
-        print(f"cinejobs {args.command}: error: {exc}", file=sys.stderr)
+        print(f"cinejobs {args.command}: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

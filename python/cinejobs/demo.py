@@ -20,6 +20,7 @@ import zlib
 from pathlib import Path
 from typing import Any, TextIO
 
+from ._redact import redact
 from ._status import StatusLine
 from .app import App
 from .context import current_job
@@ -155,7 +156,7 @@ def run_demo(
 
 
 def _say(stream: TextIO, text: str = "") -> None:
-    stream.write(text + "\n")
+    stream.write(redact(text) + "\n")
     stream.flush()
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from ._redact import redact
 from .app import App
 from .errors import CinejobsError
 from .films import QUEUE, FilmList, FilmStore, start_session, summary_line
@@ -162,7 +163,7 @@ def _print_summary(
             stream.write("  ".join("-" * w for w in widths) + "\n")
     for film in films:
         if film["status"] == "failed":
-            stream.write(f"failed: {film['title']}: {film.get('error')}\n")
+            stream.write(redact(f"failed: {film['title']}: {film.get('error')}") + "\n")
     stream.flush()
 
 

@@ -27,6 +27,7 @@ import threading
 from typing import Any, TextIO
 
 from . import _core
+from ._redact import redact
 from ._status import StatusLine
 
 __all__ = ["LOG_FORMATS", "LOG_LEVELS", "JobLog", "JsonFormatter", "configure_logging"]
@@ -279,6 +280,11 @@ class _LogHandler(logging.StreamHandler[TextIO]):
         super().__init__(stream)
         isatty = getattr(stream, "isatty", None)
         self.status = status if status is not None and isatty is not None and isatty() else None
+
+    def format(self, record: logging.LogRecord) -> str:
+        # The last stop before the stream: whatever a record quotes (a job's error, a handler's
+        # own message), no secret a URL carries gets out.
+        return redact(super().format(record))
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.status is None:

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from . import _core
+from ._redact import redact
 
 if TYPE_CHECKING:
     from .app import App
@@ -152,4 +153,7 @@ class RateLimiter:
         return cast(F, limited)
 
     def __repr__(self) -> str:
-        return f"<RateLimiter {self.name!r} {self.rate} burst={self.burst} store={self.store}>"
+        return (
+            f"<RateLimiter {self.name!r} {self.rate} burst={self.burst} "
+            f"store={redact(str(self.store))}>"
+        )

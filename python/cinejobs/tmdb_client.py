@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _core
+from ._redact import redact
 from .errors import TmdbError
 
 if TYPE_CHECKING:
@@ -240,7 +241,7 @@ class Client:
         body = self._core.get("/configuration", [])
         if body is None:
             raise TmdbError(
-                f"TMDB answered 404 to /configuration at {self.base_url}: is TMDB_BASE_URL "
+                f"TMDB answered 404 to /configuration at {redact(self.base_url)}: is TMDB_BASE_URL "
                 "right? (TMDB's ends in /3)"
             )
         return _found(body)
@@ -258,7 +259,10 @@ class Client:
         return self._core.stats()
 
     def __repr__(self) -> str:
-        return f"<cinejobs.tmdb.Client {self.base_url} auth={self.auth} cache={self.cache}>"
+        return (
+            f"<cinejobs.tmdb.Client {redact(self.base_url)} auth={self.auth} "
+            f"cache={redact(str(self.cache))}>"
+        )
 
 
 class ResponseCache:

@@ -17,6 +17,15 @@ import cinejobs
 TESTS_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS_DIR.parents[1] / "scripts"))
 
+from secret_scan import (  # noqa: E402, F401 (pytest finds the plugin's hooks and fixture here)
+    POSTGRES_PASSWORD,
+    REDIS_PASSWORD,
+    _no_secret_leaks,
+    pytest_configure,
+    pytest_runtest_makereport,
+    pytest_unconfigure,
+)
+
 from postgres_server import PostgresServer, find_postgres_bindir  # noqa: E402
 from redis_server import RedisServer, find_redis_server  # noqa: E402
 
@@ -83,7 +92,9 @@ def client(local_or_redis_url: str) -> Iterator[cinejobs.App]:
 def _start_redis(directory: Path | None = None) -> RedisServer:
     if find_redis_server() is None:
         need_server("redis-server is not installed (scripts/install-deps.sh installs it)")
-    return RedisServer(directory).start()
+    # A password every Redis URL of the suite carries: the secret scan (secret_scan.py) looks
+    # for it in every message, log line and output the suite produces.
+    return RedisServer(directory, password=REDIS_PASSWORD).start()
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +112,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     through their own schemas."""
     if find_postgres_bindir() is None:
         need_server("PostgreSQL is not installed (scripts/install-deps.sh installs it)")
-    with PostgresServer() as server:
+    with PostgresServer(password=POSTGRES_PASSWORD) as server:
         yield server
 
 
@@ -131,7 +142,7 @@ def start_postgres() -> Iterator[Callable[[], PostgresServer]]:
     servers: list[PostgresServer] = []
 
     def start() -> PostgresServer:
-        server = PostgresServer().start()
+        server = PostgresServer(password=POSTGRES_PASSWORD).start()
         servers.append(server)
         return server
 

@@ -46,6 +46,7 @@ def test_public_api_is_reexported_with_all() -> None:
         "ScheduleStatus",
         "Scheduler",
         "MetricsServer",  # GET /metrics in the Prometheus text format, from any process
+        "redact",  # the URL (or message) with its secrets masked, for the host app's own logs
     }
     assert set(cinejobs.__all__) == expected
     for name in expected:

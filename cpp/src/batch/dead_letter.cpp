@@ -13,6 +13,7 @@
 #include "brokers/postgres/pg_connection.hpp"
 #include "cinejobs/batch_sinks.hpp"
 #include "cinejobs/json_text.hpp"
+#include "cinejobs/redact.hpp"
 
 namespace cinejobs {
 namespace {
@@ -87,7 +88,7 @@ class PostgresDeadLetter final : public DeadLetterSink {
       : table_name_(std::move(table)),
         table_(detail::quote_qualified_name(table_name_, "dead-letter table")),
         pool_(
-            detail::make_pg_target(url, "the PostgreSQL dead letter's URL"),
+            detail::make_pg_target(url, redact_url(url)),
             [](pqxx::connection& c) { c.set_client_encoding("UTF8"); }, 1) {}
 
   std::string describe() const override { return "PostgreSQL table " + table_name_; }

@@ -9,6 +9,7 @@
 #include "cinejobs/batch_sinks.hpp"
 #include "cinejobs/http_client.hpp"
 #include "cinejobs/json_text.hpp"
+#include "cinejobs/redact.hpp"
 
 namespace cinejobs {
 namespace {
@@ -40,7 +41,7 @@ class ElasticsearchSink final : public BatchSink {
   }
 
   std::string describe() const override {
-    return "Elasticsearch index " + options_.index + " at " + http_.options().base_url;
+    return "Elasticsearch index " + options_.index + " at " + redact_url(http_.options().base_url);
   }
 
   std::vector<ItemResult> write(std::span<const std::string> items) override {

@@ -12,6 +12,7 @@
 #include "batch/pg_names.hpp"
 #include "brokers/postgres/pg_connection.hpp"
 #include "cinejobs/batch_sinks.hpp"
+#include "cinejobs/redact.hpp"
 
 namespace cinejobs {
 namespace {
@@ -59,7 +60,7 @@ class PostgresSink final : public BatchSink {
       : options_(std::move(options)),
         table_(detail::quote_qualified_name(options_.table, "table")),
         pool_(
-            detail::make_pg_target(options_.url, "the PostgreSQL sink's URL"),
+            detail::make_pg_target(options_.url, redact_url(options_.url)),
             [](pqxx::connection& c) { c.set_client_encoding("UTF8"); }, 1) {
     if (!options_.key.empty()) options_.mode = PostgresWriteMode::kInsert;
     load_columns();

@@ -5,6 +5,7 @@
 
 #include "cache/stores.hpp"
 #include "cinejobs/errors.hpp"
+#include "cinejobs/redact.hpp"
 #include "shared_per_url.hpp"
 
 namespace cinejobs {
@@ -107,7 +108,7 @@ std::shared_ptr<ResponseCache> open_response_cache(std::string_view url) {
         } else if (scheme == "postgres" || scheme == "postgresql") {
           return detail::open_postgres_response_cache(where);
         } else {
-          throw ConfigError("cannot keep a response cache at '" + std::string(where) +
+          throw ConfigError("cannot keep a response cache at '" + redact_url(where) +
                             "': give \"memory\" or a broker URL (sqlite:///path.db, "
                             "redis://host:port/db, postgresql://host/db)");
         }

@@ -7,6 +7,8 @@
 #include <charconv>
 #include <mutex>
 
+#include "cinejobs/redact.hpp"
+
 namespace cinejobs {
 namespace {
 
@@ -84,7 +86,7 @@ std::optional<std::chrono::seconds> HttpResponse::retry_after() const {
 HttpClient::HttpClient(HttpClientOptions options)
     : options_(std::move(options)), handle_(std::make_unique<Handle>()) {
   if (!options_.base_url.starts_with("http://") && !options_.base_url.starts_with("https://")) {
-    throw ConfigError("HTTP base URL '" + options_.base_url +
+    throw ConfigError("HTTP base URL '" + redact_url(options_.base_url) +
                       "' must start with http:// or https://");
   }
   while (options_.base_url.ends_with('/')) options_.base_url.pop_back();
@@ -135,7 +137,7 @@ HttpResponse HttpClient::request(std::string_view method, std::string_view path,
 
   const CURLcode code = curl_easy_perform(curl);
   if (code != CURLE_OK) {
-    throw HttpError(verb + " " + url + " got no response (" + curl_easy_strerror(code) +
+    throw HttpError(verb + " " + redact_url(url) + " got no response (" + curl_easy_strerror(code) +
                     "): is the server running and reachable there?");
   }
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response.status);

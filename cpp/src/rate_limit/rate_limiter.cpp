@@ -8,6 +8,7 @@
 
 #include "cinejobs/errors.hpp"
 #include "cinejobs/metrics.hpp"
+#include "cinejobs/redact.hpp"
 #include "rate_limit/stores.hpp"
 #include "shared_per_url.hpp"
 
@@ -36,7 +37,7 @@ std::shared_ptr<RateLimitStore> open_rate_limit_store(std::string_view url) {
         } else if (scheme == "postgres" || scheme == "postgresql") {
           return detail::open_postgres_rate_limit_store(where);
         } else {
-          throw ConfigError("cannot keep rate limits at '" + std::string(where) +
+          throw ConfigError("cannot keep rate limits at '" + redact_url(where) +
                             "': give \"local\" or a broker URL (sqlite:///path.db, "
                             "redis://host:port/db, postgresql://host/db)");
         }

@@ -3,6 +3,7 @@
 #include "cinejobs/film_store.hpp"
 
 #include "cinejobs/errors.hpp"
+#include "cinejobs/redact.hpp"
 #include "cinejobs/title_match.hpp"
 #include "shared_per_url.hpp"
 #include "tmdb/film_stores.hpp"
@@ -43,7 +44,7 @@ std::shared_ptr<FilmStore> open_film_store(std::string_view url) {
           return detail::open_postgres_film_store(where);
         } else {
           throw ConfigError(
-              "cannot keep films at '" + std::string(where) +
+              "cannot keep films at '" + redact_url(where) +
               "': films live in a SQLite or PostgreSQL database (sqlite:///films.db, "
               "postgresql://host/db); with a Redis broker, give a film store URL too");
         }

@@ -16,6 +16,7 @@
 
 #include "cinejobs/http_client.hpp"
 #include "cinejobs/metrics.hpp"
+#include "cinejobs/redact.hpp"
 #include "tmdb/tmdb_protocol.hpp"
 
 namespace cinejobs {
@@ -284,7 +285,7 @@ namespace {
 std::string found(std::optional<std::string> body, const TmdbClientOptions& o,
                   std::string_view what) {
   if (!body) {
-    throw TmdbError("TMDB answered 404 to " + std::string(what) + " at " + o.base_url +
+    throw TmdbError("TMDB answered 404 to " + std::string(what) + " at " + redact_url(o.base_url) +
                     ": is TMDB_BASE_URL right? (TMDB's is " + std::string(kTmdbPublicBaseUrl) +
                     ")");
   }

@@ -123,6 +123,11 @@ class FilmJobsTest(TransactionTestCase):
         self.assertEqual(page.status_code, 200)
         self.assertContains(page, job_id)
         self.assertContains(page, "films.enrich")
+        # The broker URL is shown with its password masked, the rest readable.
+        password = os.environ.get("FILMSITE_DB_PASSWORD")
+        if password:
+            self.assertNotContains(page, password)
+            self.assertContains(page, "postgresql://postgres:***@")
 
     def test_the_staff_page_lists_the_schedules_with_their_ticks(self):
         # A schedule ticked by a scheduler of another App on the broker: the page reads the

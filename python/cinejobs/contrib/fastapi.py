@@ -58,6 +58,7 @@ from fastapi import APIRouter, Body, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from .._redact import redact
 from ..app import App, Task
 from ..errors import (
     BrokerUnavailable,
@@ -238,7 +239,7 @@ def jobs_router(
         try:
             return await anyio.to_thread.run_sync(fn)
         except BrokerUnavailable as exc:
-            raise HTTPException(503, str(exc)) from exc
+            raise HTTPException(503, redact(str(exc))) from exc
 
     def visible(request: Request, job_id: str) -> tuple[JobHandle, dict[str, Any]]:
         try:
@@ -280,7 +281,7 @@ def jobs_router(
         except UniqueConflict as exc:
             return JSONResponse({"detail": str(exc), "job_id": exc.existing_id}, status_code=409)
         except (TypeError, ConfigError, InvalidPayload) as exc:
-            raise HTTPException(422, str(exc)) from exc
+            raise HTTPException(422, redact(str(exc))) from exc
         state = await in_thread(handle.status)
         return JSONResponse({"job_id": handle.id, "state": state}, status_code=202)
 
@@ -386,7 +387,9 @@ def jobs_router(
         try:
             await anyio.to_thread.run_sync(ping)
         except (BrokerUnavailable, ConfigError) as exc:
-            return JSONResponse({"status": "unavailable", "detail": str(exc)}, status_code=503)
+            return JSONResponse(
+                {"status": "unavailable", "detail": redact(str(exc))}, status_code=503
+            )
         return JSONResponse({"status": "ok", "broker": app.broker.kind})
 
     return router

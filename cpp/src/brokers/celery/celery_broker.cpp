@@ -13,6 +13,7 @@
 #include "cinejobs/errors.hpp"
 #include "cinejobs/json_text.hpp"
 #include "cinejobs/log.hpp"
+#include "cinejobs/redact.hpp"
 
 namespace cinejobs::detail {
 namespace {
@@ -68,7 +69,7 @@ double epoch_seconds(EpochMs ms) { return static_cast<double>(ms) / 1000.0; }
 RedisEndpoint redis_endpoint(const std::string& url, std::string_view what) {
   const auto scheme = std::string_view(url).substr(0, url.find("://"));
   if (url.find("://") == std::string::npos || (scheme != "redis" && scheme != "unix")) {
-    throw ConfigError("the Celery app's " + std::string(what) + " '" + url +
+    throw ConfigError("the Celery app's " + std::string(what) + " '" + redact_url(url) +
                       "' is not a Redis URL: cinejobs worker --celery reads Celery's Redis "
                       "transport and Redis result backend (redis://host:port/db)");
   }

@@ -4,6 +4,7 @@
 #include <poll.h>
 
 #include "cinejobs/errors.hpp"
+#include "cinejobs/redact.hpp"
 
 namespace cinejobs::detail {
 namespace {
@@ -46,7 +47,7 @@ PgTarget make_pg_target(std::string conninfo, std::string redacted_url) {
   char* error = nullptr;
   PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
   if (options == nullptr) {
-    const std::string reason = error != nullptr ? one_line(error) : "out of memory";
+    const std::string reason = error != nullptr ? redact_url(one_line(error)) : "out of memory";
     if (error != nullptr) PQfreemem(error);
     throw ConfigError("malformed PostgreSQL broker URL '" + redacted_url + "': " + reason);
   }
@@ -69,7 +70,7 @@ std::unique_ptr<pqxx::connection> connect_pg(const PgTarget& target) {
   try {
     return std::make_unique<pqxx::connection>(target.conninfo);
   } catch (const std::exception& e) {
-    const std::string reason = one_line(e.what());
+    const std::string reason = redact_url(one_line(e.what()));
     const std::string user = target.user.empty() ? std::string("(default user)") : target.user;
     if (contains(reason, "password authentication failed") ||
         contains(reason, "no password supplied") || contains(reason, "authentication failed")) {

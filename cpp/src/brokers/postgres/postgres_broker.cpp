@@ -20,6 +20,7 @@
 #include "cinejobs/log.hpp"
 #include "cinejobs/migrate.hpp"
 #include "cinejobs/postgres.hpp"
+#include "cinejobs/redact.hpp"
 
 namespace cinejobs::detail {
 namespace {
@@ -1108,6 +1109,32 @@ void check_schema_name(std::string_view schema) {
   }
 }
 
+namespace {
+
+// escape_userinfo_at_signs percent-encodes every '@' of the user information but the last, the
+// one before the host: libpq ends the user information at the first '@', so a password holding
+// an unescaped '@' would otherwise give libpq its tail as the host (and a message naming it).
+std::string escape_userinfo_at_signs(std::string_view base) {
+  const auto scheme_end = base.find("://");
+  if (scheme_end == std::string_view::npos) return std::string(base);
+  const std::size_t start = scheme_end + 3;
+  const std::string_view authority = base.substr(start, base.find('/', start) - start);
+  const auto last_at = authority.rfind('@');
+  if (last_at == std::string_view::npos) return std::string(base);
+  std::string out(base.substr(0, start));
+  for (const char c : authority.substr(0, last_at)) {
+    if (c == '@') {
+      out += "%40";
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.append(base.substr(start + last_at));
+  return out;
+}
+
+}  // namespace
+
 PostgresConfig parse_postgres_url(std::string_view url, BrokerOptions& options) {
   PostgresConfig config;
   const auto question = url.find('?');
@@ -1147,21 +1174,8 @@ PostgresConfig parse_postgres_url(std::string_view url, BrokerOptions& options) 
   // pg_stat_activity unless the URL does.
   if (!has_encoding) kept += std::string(kept.empty() ? "" : "&") + "client_encoding=UTF8";
   kept += "&fallback_application_name=cinejobs";
-  config.conninfo = std::string(base) + "?" + kept;
-
-  // Mask the password (user:password@) for messages.
-  std::string redacted(url);
-  const auto scheme_end = redacted.find("://");
-  const auto at = redacted.find('@', scheme_end);
-  const auto slash = redacted.find('/', scheme_end + 3);
-  if (scheme_end != std::string::npos && at != std::string::npos &&
-      (slash == std::string::npos || at < slash)) {
-    const auto colon = redacted.find(':', scheme_end + 3);
-    if (colon != std::string::npos && colon < at) {
-      redacted.replace(colon + 1, at - colon - 1, "***");
-    }
-  }
-  config.redacted_url = redacted;
+  config.conninfo = escape_userinfo_at_signs(base) + "?" + kept;
+  config.redacted_url = redact_url(url);
   // Parse now so a malformed URL is a ConfigError before anything connects.
   (void)make_pg_target(config.conninfo, config.redacted_url);
   return config;

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ... import _core
+from ..._redact import redact
 from ...context import CurrentJob, _current
 from ...worker import Worker
 from .batching import close_batchers
@@ -465,7 +466,8 @@ def _redis_url(url: object, what: str) -> str:
         from ...errors import ConfigError
 
         raise ConfigError(
-            f"the Celery app's {what} is {url!r}: cinejobs worker --celery reads Celery's Redis "
+            f"the Celery app's {what} is {redact(repr(url))}: cinejobs worker --celery reads "
+            "Celery's Redis "
             "transport (redis://host:port/db); point the app at Redis or run a Celery worker"
         )
     return url

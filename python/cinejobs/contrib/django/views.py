@@ -12,6 +12,7 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from ..._redact import redact
 from ...handle import STATES
 from ...schedules import ScheduleStatus
 from .project import app
@@ -74,7 +75,9 @@ def jobs(request: HttpRequest) -> HttpResponse:
                     if progress
                     else ""
                 ),
-                "error": f"{error.get('type', '')}: {error.get('message', '')}" if error else "",
+                "error": redact(f"{error.get('type', '')}: {error.get('message', '')}")
+                if error
+                else "",
                 "created": _when(job["created_at"]),
                 "finished": _when(job["finished_at"]),
             }
@@ -84,7 +87,7 @@ def jobs(request: HttpRequest) -> HttpResponse:
     schedules = [_schedule_row(s) for s in app.schedules(next_tick_from="broker")]
     context = {
         "title": "cinejobs: jobs",
-        "broker": app.broker_url.split("@")[-1],
+        "broker": redact(app.broker_url),
         "states": STATES,
         "counts": [(q, [counts[q].get(s, 0) for s in STATES]) for q in sorted(counts)],
         "schedules": schedules,
