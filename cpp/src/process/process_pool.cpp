@@ -84,7 +84,6 @@ struct Child {
   bool ready = false;
   bool exiting = false;  // told to exit (recycled, or the pool stops): takes no job
   int running = 0;
-  std::uint64_t jobs_done = 0;
   std::uint64_t jobs_sent = 0;
   std::string recycle_cause;   // "max_jobs" or "max_memory" once it is to be replaced
   std::string killed_for_job;  // the job whose hard time limit killed it
@@ -257,7 +256,8 @@ struct ProcessPool::State {
     }
     if (!any && next == Clock::time_point::max()) return milliseconds(1000);
     const auto now = Clock::now();
-    auto wait = std::chrono::duration_cast<milliseconds>(next > now ? next - now : next - next);
+    const auto wait =
+        next > now ? std::chrono::duration_cast<milliseconds>(next - now) : milliseconds::zero();
     return std::clamp(wait, milliseconds(1), milliseconds(50));
   }
 
@@ -316,6 +316,13 @@ struct ProcessPool::State {
                      e.what());
     }
     return failure("JobCancelled", "job " + ctx.id() + " was stopped before it started");
+  }
+
+  // idle_locked: no job is in a child or waiting for one.
+  bool idle_locked() const {
+    if (!waiting.empty()) return false;
+    return std::all_of(children.begin(), children.end(),
+                       [](const auto& c) { return c->pending.empty(); });
   }
 
   // send_waiting gives waiting jobs to children with a free slot, in the order they came.
@@ -425,7 +432,6 @@ struct ProcessPool::State {
           p = std::move(it->second);
           child.pending.erase(it);
           --child.running;
-          ++child.jobs_done;
           consider_recycling_locked(child);
         }
         // The worker settles the outcome here, on this thread: no thread waits for it.
@@ -628,24 +634,31 @@ struct ProcessPool::State {
     p->done = std::move(done);
     p->hard_timeout = hard_timeout;
     std::shared_ptr<Child> child;
+    bool was_idle = false;
+    bool refused = false;
     {
+      // One step: a job taken while not stopping is in `waiting` or a child's `pending`, where
+      // shut_down_children finds it.
       std::lock_guard lock(mutex);
-      if (!stopping) {
+      refused = stopping;
+      if (!refused) {
+        was_idle = idle_locked();
         child = pick_locked();
         if (child) {
           assign_locked(child, p);
         } else {
           waiting.push_back(p);  // the loop sends it when a child frees a slot
-          return;
         }
       }
     }
-    if (!child) {
+    if (refused) {  // completed outside the lock: the completion takes the worker's
       p->done(failure("JobCancelled", "job " + p->ctx->id() + " was stopped: the worker stopped"));
       return;
     }
-    send_job(*child, *p);
-    if (hard_timeout > milliseconds::zero()) wake_loop();  // a deadline it must watch
+    if (child) send_job(*child, *p);
+    // An idle loop sleeps up to a second; from now on it must look at this job's token (and
+    // deadline) every 50 ms. A busy loop already does.
+    if (was_idle) wake_loop();
   }
 
   void stop() noexcept {
