@@ -123,7 +123,8 @@ def test_a_cli_worker_serves_metrics_that_move_as_its_jobs_run(
     )
     worker.wait_started()
     url = f"http://127.0.0.1:{port}/metrics"
-    assert f"metrics on {url}" in worker.output()
+    # Logged right after the started line, which wait_started may see first.
+    wait_until(lambda: f"metrics on {url}" in worker.output(), what="the metrics line")
 
     before = scrape(url)
     assert before[depth("parked", "queued", 0)[0]] == 2
